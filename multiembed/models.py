@@ -1,0 +1,99 @@
+"""Model resolution: alias, hub id, packaged copy or local directory -> a local path to load.
+
+Weights are always loaded from a local path, so the libraries underneath never reach for the hub
+on their own. The hub is asked only for a model that is neither local nor installed, and never when
+offline (``HF_HUB_OFFLINE=1``) - then a missing model is a :class:`ModelNotFoundError` that says how
+to pass a local directory, instead of a stack trace from the hub client.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from multiembed.errors import ModelNotFoundError
+from multiembed.registry import ModalitySpec, ModelInfo
+
+logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where to load a model from, and the id to record with its vectors."""
+
+    model_id: str  # hub id for known/hub models, absolute path for local ones
+    path: str  # local directory or file holding the weights
+    info: ModelInfo | None = None
+
+
+def hub_offline() -> bool:
+    """True when the user has told the Hugging Face libraries not to use the network."""
+    return any(os.environ.get(name, "").lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def packaged_model_path(package: str) -> str | None:
+    """Path of weights shipped inside an installed Python package, or None if not installed."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    getter = getattr(module, "get_model_path", None)
+    path = Path(getter()) if callable(getter) else Path(module.__file__ or "").parent / "model"
+    return str(path) if path.is_dir() else None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or (
+        Path(name).suffix.lower() in {".pth", ".pt", ".bin", ".safetensors"}
+    )
+
+
+def _offline_help(name: str) -> str:
+    return (
+        f"model {name!r} is not available: it is not installed or cached locally and the "
+        "Hugging Face Hub is not reachable (offline). Pass a local directory instead, e.g. "
+        "--model /path/to/model-dir (a folder saved with save_pretrained()/save()), "
+        "or point HF_HOME at a cache that holds it."
+    )
+
+
+def download_from_hub(repo_id: str) -> str:
+    """A local snapshot of a hub repo: from the cache when offline, downloaded otherwise."""
+    from huggingface_hub import snapshot_download
+
+    offline = hub_offline()
+    try:
+        if not offline:
+            logger.info("fetching %s from the Hugging Face Hub (set HF_HUB_OFFLINE=1 to forbid)", repo_id)
+        return snapshot_download(repo_id, local_files_only=offline)
+    except Exception as error:  # the hub client raises many types; all mean "not available"
+        reason = "" if offline else f" ({type(error).__name__})"
+        raise ModelNotFoundError(_offline_help(repo_id) + reason) from None
+
+
+def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
+    """Find the weights for ``model`` (or the modality's default), local sources first."""
+    name = (model or spec.default_model).strip()
+    local = Path(name).expanduser()
+    if local.exists():
+        return ResolvedModel(str(local.resolve()), str(local.resolve()), spec.model_info(name))
+    info = spec.model_info(name)
+    if info is not None and info.packaged:
+        packaged = packaged_model_path(info.packaged)
+        if packaged is not None:
+            return ResolvedModel(info.hub_id, packaged, info)
+    if info is None and (_looks_like_path(name) or not _HUB_ID.match(name)):
+        known = ", ".join(m.alias for m in spec.models)
+        raise ModelNotFoundError(
+            f"model {name!r} for modality {spec.name!r}: no such file or directory, and not a "
+            f"known alias ({known}) or hub id"
+        )
+    hub_id = info.hub_id if info is not None else name
+    return ResolvedModel(hub_id, download_from_hub(hub_id), info)

@@ -1,0 +1,95 @@
+"""Modality registry: the one place that maps a modality name to its models and encoder class.
+
+A modality lives in one file under ``multiembed/modalities/`` and calls :func:`register` at import
+time; the package discovers those files itself, so adding a modality touches no other file.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from multiembed.errors import MultiembedError
+
+if TYPE_CHECKING:
+    from multiembed.encoder import Encoder
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A frozen description of one well-known model, so users can name it by a short alias."""
+
+    alias: str
+    hub_id: str
+    dim: int
+    description: str = ""
+    # Python package that ships a copy of the weights (found before the hub is tried).
+    packaged: str | None = None
+    # Per-model settings the encoder needs (pooling, query instruction, ...).
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """Everything the SDK and CLI need to know about a modality before loading any weights."""
+
+    name: str
+    description: str
+    default_model: str
+    models: tuple[ModelInfo, ...]
+    extensions: frozenset[str]
+    encoder_class: type[Encoder]
+
+    def model_info(self, name: str) -> ModelInfo | None:
+        """Find a known model by alias or hub id (case-insensitive)."""
+        key = name.lower()
+        for info in self.models:
+            if key in (info.alias.lower(), info.hub_id.lower()):
+                return info
+        return None
+
+
+_REGISTRY: dict[str, ModalitySpec] = {}
+_discovered = False
+
+
+def register(spec: ModalitySpec) -> ModalitySpec:
+    """Add a modality; called by each file in ``multiembed/modalities`` when it is imported."""
+    existing = _REGISTRY.get(spec.name)
+    if existing is not None and existing.encoder_class is not spec.encoder_class:
+        raise MultiembedError(f"modality {spec.name!r} is registered twice")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _discover() -> None:
+    """Import every module in multiembed.modalities once, so each registers itself."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import multiembed.modalities as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def get(name: str) -> ModalitySpec:
+    """Look a modality up by name, with the list of valid names in the error."""
+    _discover()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise MultiembedError(f"unknown modality {name!r}; known modalities: {known}") from None
+
+
+def list_modalities() -> list[ModalitySpec]:
+    """All registered modalities, sorted by name."""
+    _discover()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
