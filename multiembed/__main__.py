@@ -1,0 +1,4 @@
+from multiembed.cli import main
+import sys
+
+sys.exit(main())

