@@ -1,8 +1,8 @@
 """multiembed: embeddings for images, text, audio, video and image-text pairs, ready for Milvus.
 
-    >>> import multiembed
-    >>> encoder = multiembed.load("text")            # all-MiniLM-L6-v2, 384-d
-    >>> vectors = encoder.encode_documents(["a red bicycle"])
+>>> import multiembed
+>>> encoder = multiembed.load("text")            # all-MiniLM-L6-v2, 384-d
+>>> vectors = encoder.encode_documents(["a red bicycle"])
 """
 
 from __future__ import annotations

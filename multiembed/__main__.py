@@ -1,4 +1,5 @@
-from multiembed.cli import main
 import sys
+
+from multiembed.cli import main
 
 sys.exit(main())

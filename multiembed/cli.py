@@ -41,17 +41,30 @@ def _quiet_libraries() -> None:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--modality", required=True,
-                        help="what the inputs are: see `multiembed modalities`")
-    parser.add_argument("--model", help="model alias, hub id or local directory (default: the "
-                        "modality's default model)")
-    parser.add_argument("--device", default="auto",
-                        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default: auto)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
-                        help="float32 is exact (default); bfloat16/float16 are faster, ~1e-3 off")
+    parser.add_argument(
+        "-m", "--modality", required=True, help="what the inputs are: see `multiembed modalities`"
+    )
+    parser.add_argument(
+        "--model",
+        help="model alias, hub id or local directory (default: the modality's default model)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="float32 is exact (default); bfloat16/float16 are faster, ~1e-3 off",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow models that run code from their own repository (off by default)")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow models that run code from their own repository (off by default)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,10 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     encode.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or - for stdin")
     _add_model_options(encode)
-    encode.add_argument("-o", "--output", default="embeddings.parquet",
-                        help="output file (default: embeddings.parquet)")
-    encode.add_argument("--format", choices=FORMATS, default=None,
-                        help="output format (default: from the output's suffix)")
+    encode.add_argument(
+        "-o",
+        "--output",
+        default="embeddings.parquet",
+        help="output file (default: embeddings.parquet)",
+    )
+    encode.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the output's suffix)",
+    )
     encode.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     commands.add_parser(
@@ -137,8 +158,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
     _quiet_libraries()
     started = time.perf_counter()
     options = {"trust_remote_code": True} if args.trust_remote_code else {}
-    encoder = load(args.modality, args.model, device=args.device, dtype=args.dtype,
-                   batch_size=args.batch_size, **options)
+    encoder = load(
+        args.modality,
+        args.model,
+        device=args.device,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        **options,
+    )
     result = encoder.encode(itertools.chain(first, items), progress=None if not args.quiet else False)
     write_embeddings(result, output, fmt)
     return _report(result, time.perf_counter() - started, output)

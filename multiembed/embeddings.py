@@ -64,8 +64,15 @@ class Embeddings:
         ]
 
     @classmethod
-    def concat(cls, parts: Sequence[Embeddings], *, dim: int, modality: str, model: str,
-               metric: str = "COSINE") -> Embeddings:
+    def concat(
+        cls,
+        parts: Sequence[Embeddings],
+        *,
+        dim: int,
+        modality: str,
+        model: str,
+        metric: str = "COSINE",
+    ) -> Embeddings:
         """Join the windows of one run back into one result."""
         vectors = [part.vectors for part in parts if len(part)]
         return cls(

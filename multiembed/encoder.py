@@ -189,7 +189,9 @@ class Encoder(ABC):
         half = len(entries) // 2
         return self._embed_isolated(entries[:half], role) + self._embed_isolated(entries[half:], role)
 
-    def _load_window(self, items: list[Item], offset: int, role: Role) -> tuple[list[_Entry], list[ItemError]]:
+    def _load_window(
+        self, items: list[Item], offset: int, role: Role
+    ) -> tuple[list[_Entry], list[ItemError]]:
         entries: list[_Entry] = []
         errors: list[ItemError] = []
         for position, item in enumerate(items, start=offset):
@@ -217,7 +219,8 @@ class Encoder(ABC):
             bar.update(len(batch))
         positions = sorted(results)
         return Embeddings(
-            vectors=np.stack([results[p] for p in positions]) if positions
+            vectors=np.stack([results[p] for p in positions])
+            if positions
             else np.zeros((0, self.dim), dtype=np.float32),
             ids=[keyed[p].loaded.key for p in positions],
             sources=[keyed[p].item.source for p in positions],

@@ -35,7 +35,9 @@ class ResolvedModel:
 
 def hub_offline() -> bool:
     """True when the user has told the Hugging Face libraries not to use the network."""
-    return any(os.environ.get(name, "").lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(name, "").lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def packaged_model_path(package: str) -> str | None:
@@ -50,8 +52,10 @@ def packaged_model_path(package: str) -> str | None:
 
 
 def _looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or (
-        Path(name).suffix.lower() in {".pth", ".pt", ".bin", ".safetensors"}
+    return (
+        name.startswith((".", "/", "~"))
+        or os.sep in name.strip("/").replace("/", "", 1)
+        or (Path(name).suffix.lower() in {".pth", ".pt", ".bin", ".safetensors"})
     )
 
 

@@ -21,7 +21,13 @@ import pyarrow.parquet as pq
 from multiembed.embeddings import Embeddings
 
 FORMATS = ("parquet", "npy", "jsonl")
-_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_SUFFIXES = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".npy": "npy",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
 
 
 def format_for(path: Path, requested: str | None = None) -> str:

@@ -9,11 +9,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.tiny_models import tiny_sentence_transformer  # noqa: E402
+from tests.tiny_models import tiny_sentence_transformer
 
 TEXTS = [
     "artificial intelligence was founded as an academic discipline in 1956",

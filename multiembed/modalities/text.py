@@ -91,7 +91,8 @@ class TextEncoder(Encoder):
         self._pooling_module = modules[split]
         # Our own normaliser replaces a trailing Normalize module when normalising is on.
         self._post_modules = [
-            module for module in modules[split + 1 :]
+            module
+            for module in modules[split + 1 :]
             if not (normalize and _module_kind(module) == "Normalize")
         ]
         mode = self._pooling_module.pooling_mode
@@ -183,7 +184,7 @@ class TextEncoder(Encoder):
         )
 
     def _needs_model_pooling(self, features: dict[str, Any]) -> bool:
-        """Cases only the model's own Pooling module knows: exotic modes, prompt exclusion, unpadded inputs."""
+        """Cases only the model's own Pooling knows: exotic modes, prompt exclusion, unpadded inputs."""
         excludes_prompt = not self._pooling_module.include_prompt and "prompt_length" in features
         return (
             self.pooling == "delegate"
@@ -212,6 +213,7 @@ class TextEncoder(Encoder):
     @classmethod
     def items_from_stdin(cls) -> Iterator[Item]:
         yield from read_lines(sys.stdin.buffer, "stdin")
+
 
 register(
     ModalitySpec(

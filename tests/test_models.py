@@ -1,0 +1,51 @@
+"""Model resolution: aliases, packaged copies, local directories, offline hub errors."""
+
+from __future__ import annotations
+
+import pytest
+
+import multiembed
+from multiembed import ModelNotFoundError
+from multiembed.models import hub_offline, packaged_model_path, resolve_model
+
+
+@pytest.fixture
+def text_spec():
+    return multiembed.get("text")
+
+
+def test_minilm_alias_resolves_to_the_installed_package(text_spec, minilm_dir):
+    resolved = resolve_model(text_spec, "minilm")
+    assert resolved.path == str(minilm_dir)
+    assert resolved.model_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert resolve_model(text_spec, None) == resolved  # the default
+    assert resolve_model(text_spec, "sentence-transformers/all-MiniLM-L6-v2") == resolved
+
+
+def test_local_directory_is_recorded_by_absolute_path(text_spec, tiny_models, monkeypatch):
+    monkeypatch.chdir(tiny_models["mean"].parent)
+    resolved = resolve_model(text_spec, "./mean")
+    assert resolved.path == resolved.model_id == str(tiny_models["mean"])
+
+
+def test_offline_hub_model_is_a_clear_error(text_spec, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    assert hub_offline()
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model(text_spec, "mpnet")
+    message = str(caught.value)
+    assert "sentence-transformers/all-mpnet-base-v2" in message
+    assert "local directory" in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("name", ["./no/such/dir", "/abs/missing", "weights.pth", "a b c"])
+def test_missing_paths_are_not_sent_to_the_hub(text_spec, name):
+    with pytest.raises(ModelNotFoundError, match="no such file or directory"):
+        resolve_model(text_spec, name)
+
+
+def test_packaged_model_path_for_missing_package():
+    assert packaged_model_path("no_such_package_xyz") is None

@@ -1,0 +1,57 @@
+"""The modality registry."""
+
+from __future__ import annotations
+
+import pytest
+
+import multiembed
+from multiembed import registry
+from multiembed.modalities.text import TextEncoder
+
+
+def test_text_is_registered_with_its_models():
+    spec = multiembed.get("text")
+    assert spec.default_model == "minilm"
+    assert spec.encoder_class is TextEncoder
+    assert {(m.alias, m.dim) for m in spec.models} == {
+        ("minilm", 384),
+        ("mpnet", 768),
+        ("bge-base", 768),
+    }
+    assert spec.model_info("BAAI/bge-base-en-v1.5").alias == "bge-base"
+    assert spec.model_info("MiniLM").hub_id == "sentence-transformers/all-MiniLM-L6-v2"
+    assert "text" in [s.name for s in multiembed.list_modalities()]
+
+
+def test_unknown_modality_names_the_known_ones():
+    with pytest.raises(multiembed.MultiembedError, match=r"unknown modality 'pics'.*text"):
+        multiembed.get("pics")
+
+
+def test_a_new_modality_registers_itself(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    spec = registry.ModalitySpec(
+        name="lines",
+        description="demo",
+        default_model="minilm",
+        models=(),
+        extensions=frozenset({".txt"}),
+        encoder_class=TextEncoder,
+    )
+    registry.register(spec)
+    assert multiembed.get("lines") is spec
+    assert registry.register(spec) is spec  # importing twice is harmless
+
+
+def test_a_second_class_under_one_name_is_refused(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    clash = registry.ModalitySpec(
+        name="text",
+        description="clash",
+        default_model="x",
+        models=(),
+        extensions=frozenset(),
+        encoder_class=type("Other", (TextEncoder,), {}),
+    )
+    with pytest.raises(multiembed.MultiembedError, match="registered twice"):
+        registry.register(clash)
