@@ -18,29 +18,34 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from _common import alternate, report  # noqa: E402
+import numpy as np
+from _common import alternate, report
 
-WORDS = (
+VOCABULARY = (
     "the a vector database stores embeddings for similarity search across images text audio and video "
     "models map inputs to points where related meanings lie close together while unrelated ones drift "
     "apart researchers measure recall latency throughput memory and cost before choosing an index"
-).split()
+)
 
 
 def mixed_texts(count: int, seed: int = 0) -> list[str]:
     """Texts from 3 to 200 words, skewed short like real corpora, reproducible by seed."""
     rng = random.Random(seed)
+    words = VOCABULARY.split()
     lengths = [min(200, max(3, int(rng.lognormvariate(3.0, 0.9)))) for _ in range(count)]
-    return [" ".join(rng.choice(WORDS) for _ in range(length)).capitalize() + "." for length in lengths]
+    return [" ".join(rng.choice(words) for _ in range(length)).capitalize() + "." for length in lengths]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--model", default=None, help="sentence-transformers directory (default: packaged MiniLM)")
+    parser.add_argument(
+        "--model", default=None, help="sentence-transformers directory (default: packaged MiniLM)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -64,7 +69,8 @@ def main() -> None:
 
     difference = np.abs(run_reference() - run_multiembed()).max()  # also the warm-up
     tokens = sum(len(reference.tokenizer.tokenize(text)) for text in texts)
-    print(f"{args.texts} texts, {tokens} tokens, batch {args.batch_size}, torch threads {torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"{args.texts} texts, {tokens} tokens, batch {args.batch_size}, torch threads {threads}")
     print(f"max abs difference between the two pipelines: {difference:.2e}")
     timings = alternate(
         {"sentence-transformers encode": run_reference, "multiembed encode": run_multiembed}, args.rounds

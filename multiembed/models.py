@@ -59,10 +59,10 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _offline_help(name: str) -> str:
+def _offline_help(name: str, why: str) -> str:
     return (
-        f"model {name!r} is not available: it is not installed or cached locally and the "
-        "Hugging Face Hub is not reachable (offline). Pass a local directory instead, e.g. "
+        f"model {name!r} is not available: it is not installed or cached locally and {why}. "
+        "Pass a local directory instead, e.g. "
         "--model /path/to/model-dir (a folder saved with save_pretrained()/save()), "
         "or point HF_HOME at a cache that holds it."
     )
@@ -78,8 +78,12 @@ def download_from_hub(repo_id: str) -> str:
             logger.info("fetching %s from the Hugging Face Hub (set HF_HUB_OFFLINE=1 to forbid)", repo_id)
         return snapshot_download(repo_id, local_files_only=offline)
     except Exception as error:  # the hub client raises many types; all mean "not available"
-        reason = "" if offline else f" ({type(error).__name__})"
-        raise ModelNotFoundError(_offline_help(repo_id) + reason) from None
+        why = (
+            "the Hugging Face Hub is off (HF_HUB_OFFLINE=1)"
+            if offline
+            else f"the Hugging Face Hub could not be reached ({type(error).__name__})"
+        )
+        raise ModelNotFoundError(_offline_help(repo_id, why)) from None
 
 
 def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
