@@ -28,16 +28,20 @@ def test_unknown_modality_names_the_known_ones():
         multiembed.get("pics")
 
 
-def test_a_new_modality_registers_itself(monkeypatch):
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    spec = registry.ModalitySpec(
-        name="lines",
+def make_spec(name: str, encoder_class: type) -> registry.ModalitySpec:
+    return registry.ModalitySpec(
+        name=name,
         description="demo",
         default_model="minilm",
         models=(),
         extensions=frozenset({".txt"}),
-        encoder_class=TextEncoder,
+        encoder_class=encoder_class,
     )
+
+
+def test_a_new_modality_registers_itself(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    spec = make_spec("lines", TextEncoder)
     registry.register(spec)
     assert multiembed.get("lines") is spec
     assert registry.register(spec) is spec  # importing twice is harmless
@@ -45,13 +49,6 @@ def test_a_new_modality_registers_itself(monkeypatch):
 
 def test_a_second_class_under_one_name_is_refused(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
-    clash = registry.ModalitySpec(
-        name="text",
-        description="clash",
-        default_model="x",
-        models=(),
-        extensions=frozenset(),
-        encoder_class=type("Other", (TextEncoder,), {}),
-    )
+    clash = make_spec("text", type("Other", (TextEncoder,), {}))
     with pytest.raises(multiembed.MultiembedError, match="registered twice"):
         registry.register(clash)
