@@ -26,8 +26,8 @@ def windows(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def longest_first(sizes: Sequence[int]) -> np.ndarray:
-    """Indices that visit items from the largest to the smallest."""
-    return np.argsort([-size for size in sizes])
+    """Indices that visit items from the largest to the smallest; ties keep their input order."""
+    return np.argsort([-size for size in sizes], kind="stable")
 
 
 def chunked(sequence: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -26,16 +27,10 @@ from multiembed.embeddings import Embeddings, ItemError
 from multiembed.errors import BackendError, InputError
 from multiembed.models import ResolvedModel
 from multiembed.pooling import get_pooler, l2_normalize
-from multiembed.sources import Item, as_items, read_lines, walk_files
+from multiembed.sources import Item, Loaded, as_items, read_lines, walk_files
+from multiembed.workers import failure_reason, load_in_process, load_in_workers
 
 Role = Literal["document", "query"]
-
-
-class Loaded(NamedTuple):
-    """A decoded item and its content key (sha256 of its bytes), the Milvus primary key."""
-
-    raw: Any
-    key: str
 
 
 @dataclass
@@ -51,12 +46,6 @@ class _Entry(NamedTuple):
     position: int
     item: Item
     loaded: Loaded
-
-
-def _failure_reason(error: BaseException) -> str:
-    if isinstance(error, InputError):
-        return error.reason
-    return f"{type(error).__name__}: {error}"
 
 
 class Encoder(ABC):
@@ -77,14 +66,19 @@ class Encoder(ABC):
         policy: DevicePolicy,
         normalize: bool = True,
         batch_size: int = 32,
+        workers: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
         self.model_id = model_id
         self._dim = dim
         self.policy = policy
         self.normalize_embeddings = normalize
         self.batch_size = batch_size
+        #: processes that run ``loader`` ahead of the model; 0 loads in the calling process
+        self.workers = workers
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -112,6 +106,13 @@ class Encoder(ABC):
     @abstractmethod
     def load(self, value: Any, role: Role) -> Loaded:
         """Decode one input; raise :class:`InputError` with the reason if it cannot be used."""
+
+    def loader(self, role: Role) -> Callable[[Any], Loaded]:
+        """The load stage as a standalone callable, run in worker processes when ``workers`` > 0.
+
+        Modalities that decode in workers return an object holding no model (it is pickled).
+        """
+        return partial(self.load, role=role)
 
     @abstractmethod
     def preprocess(self, raws: list[Any], role: Role) -> Any:
@@ -185,26 +186,27 @@ class Encoder(ABC):
                 torch.cuda.empty_cache()
         except Exception as error:
             if len(entries) == 1:
-                return [_failure_reason(error)]
+                return [failure_reason(error)]
         half = len(entries) // 2
         return self._embed_isolated(entries[:half], role) + self._embed_isolated(entries[half:], role)
 
-    def _load_window(
-        self, items: list[Item], offset: int, role: Role
-    ) -> tuple[list[_Entry], list[ItemError]]:
-        entries: list[_Entry] = []
-        errors: list[ItemError] = []
-        for position, item in enumerate(items, start=offset):
-            try:
-                entries.append(_Entry(position, item, self.load(item.value, role)))
-            except Exception as error:  # one unreadable item never stops the run
-                errors.append(ItemError(position, item.source, _failure_reason(error)))
-        return entries, errors
+    def _load_stream(
+        self, items: Iterable[Item], role: Role, batch_size: int, total: int | None
+    ) -> Iterator[tuple[Item, Loaded | str]]:
+        """Loaded items in input order; in worker processes unless the input is small."""
+        load = self.loader(role)
+        small = total is not None and total < 2 * batch_size
+        if self.workers == 0 or small:
+            return load_in_process(load, items)
+        return load_in_workers(load, items, workers=self.workers, chunk_size=batch_size)
 
     def _encode_window(
-        self, items: list[Item], offset: int, role: Role, batch_size: int, bar: tqdm
+        self, window: list[tuple[int, Item, Loaded | str]], role: Role, batch_size: int, bar: tqdm
     ) -> Embeddings:
-        entries, errors = self._load_window(items, offset, role)
+        entries = [_Entry(pos, item, loaded) for pos, item, loaded in window if isinstance(loaded, Loaded)]
+        errors = [
+            ItemError(pos, item.source, loaded) for pos, item, loaded in window if isinstance(loaded, str)
+        ]
         bar.update(len(errors))
         ordered = [entries[i] for i in longest_first([self.size_of(e.loaded.raw) for e in entries])]
         results: dict[int, np.ndarray] = {}
@@ -252,10 +254,10 @@ class Encoder(ABC):
             delay=0.5,
             dynamic_ncols=True,
         ) as bar:
-            offset = 0
-            for items in windows(as_items(inputs), window):
-                yield self._encode_window(items, offset, role, batch_size, bar)
-                offset += len(items)
+            stream = self._load_stream(as_items(inputs), role, batch_size, total)
+            numbered = ((position, item, loaded) for position, (item, loaded) in enumerate(stream))
+            for chunk in windows(numbered, window):
+                yield self._encode_window(chunk, role, batch_size, bar)
 
     def encode(
         self,

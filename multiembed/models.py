@@ -93,6 +93,8 @@ def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
     if local.exists():
         return ResolvedModel(str(local.resolve()), str(local.resolve()), spec.model_info(name))
     info = spec.model_info(name)
+    if info is not None and info.source != "hub":
+        return ResolvedModel(info.hub_id, "", info)
     if info is not None and info.packaged:
         packaged = packaged_model_path(info.packaged)
         if packaged is not None:

@@ -29,6 +29,9 @@ class ModelInfo:
     description: str = ""
     # Python package that ships a copy of the weights (found before the hub is tried).
     packaged: str | None = None
+    # Where the weights live: "hub" (Hugging Face), or a library's own store the encoder fetches
+    # from (e.g. "torchvision"), in which case resolution leaves the path empty.
+    source: str = "hub"
     # Per-model settings the encoder needs (pooling, query instruction, ...).
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,13 @@ class Item:
 
     source: str
     value: Any
+
+
+class Loaded(NamedTuple):
+    """A decoded item and its content key (sha256 of its bytes), the Milvus primary key."""
+
+    raw: Any
+    key: str
 
 
 def as_items(inputs: Iterable[Any]) -> Iterator[Item]:

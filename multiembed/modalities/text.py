@@ -17,11 +17,12 @@ from typing import Any
 import torch
 
 from multiembed.device import DevicePolicy
-from multiembed.encoder import Encoder, Loaded, ModelOutput, Role
-from multiembed.errors import InputError, ModelNotFoundError
+from multiembed.encoder import Encoder, ModelOutput, Role
+from multiembed.errors import ModelNotFoundError
 from multiembed.models import ResolvedModel
 from multiembed.registry import ModalitySpec, ModelInfo, register
-from multiembed.sources import Item, read_lines, sha256_hex
+from multiembed.sources import Item, Loaded, read_lines
+from multiembed.texts import load_text
 
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
@@ -150,22 +151,7 @@ class TextEncoder(Encoder):
 
     # ---- stages -----------------------------------------------------------------------------
     def load(self, value: Any, role: Role) -> Loaded:
-        """Accept str, UTF-8 bytes or a path to a text file; empty text is an error, not a vector."""
-        if isinstance(value, Path):
-            try:
-                value = value.read_bytes()
-            except OSError as error:
-                raise InputError(f"cannot read file ({error.strerror or error})") from None
-        if isinstance(value, bytes):
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise InputError(f"not valid UTF-8 text (byte {error.start})") from None
-        if not isinstance(value, str):
-            raise InputError(f"expected text (str), got {type(value).__name__}")
-        if not value.strip():
-            raise InputError("empty text")
-        return Loaded(value, sha256_hex(value.encode("utf-8")))
+        return load_text(value)
 
     def size_of(self, raw: str) -> int:
         return len(raw)

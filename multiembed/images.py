@@ -1,0 +1,156 @@
+"""Decoding images for every image-consuming modality (image, image-text, video frames).
+
+One function turns a path, bytes, a PIL image or a numpy array into an RGB PIL image and its content
+key, and turns everything that is not a usable image into an :class:`InputError` with the reason:
+empty or truncated files, non-images, decompression bombs, degenerate sizes. EXIF orientation is
+applied; palette, grey, alpha, CMYK and 16-bit images become 8-bit RGB (alpha over white).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from multiembed.errors import InputError
+from multiembed.sources import Loaded, sha256_hex
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+#: PIL's own bomb threshold (2 x MAX_IMAGE_PIXELS); anything larger is refused before decoding.
+DEFAULT_MAX_PIXELS = 178_956_970
+MIN_SIDE = 2
+
+# A truncated file must be an error, never a silently grey-padded image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Bounds that protect a run from hostile or broken files."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = MIN_SIDE
+
+
+def _read(value: Path) -> bytes:
+    try:
+        return value.read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read file ({error.strerror or error})") from None
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """HxW, HxWx1/3/4 arrays; floats are taken as 0..1, integers wider than 8 bits are rescaled."""
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise InputError(f"array of shape {array.shape} is not an image (want HxW, HxWx3 or HxWx4)")
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.clip(np.nan_to_num(array), 0.0, 1.0) * 255.0
+    elif array.dtype != np.uint8:
+        top = np.iinfo(array.dtype).max if np.issubdtype(array.dtype, np.integer) else 255
+        array = array.astype(np.float64) * (255.0 / top)
+    return Image.fromarray(np.ascontiguousarray(array.round().astype(np.uint8)))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB whatever the mode: 16/32-bit are rescaled (not clipped), alpha goes over white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(array.max()), 1.0)
+        image = Image.fromarray(np.clip(array * (255.0 / top), 0, 255).round().astype(np.uint8))
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+    if width * height > limits.max_pixels:
+        raise InputError(
+            f"image too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+            f"{limits.max_pixels:,} (possible decompression bomb)"
+        )
+    if min(width, height) < limits.min_side:
+        raise InputError(
+            f"image too small: {width}x{height} pixels (minimum {limits.min_side}x{limits.min_side})"
+        )
+
+
+def _decode(data: bytes, limits: ImageLimits) -> Image.Image:
+    if not data:
+        raise InputError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            _check_size(*image.size, limits)  # header only: refuse bombs before decoding pixels
+            image.seek(0)  # GIF / multi-page TIFF: the first frame
+            image.load()
+    except InputError:
+        raise
+    except UnidentifiedImageError:
+        raise InputError("not an image, or an unsupported image format") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise InputError(f"image too large ({error})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        reason = str(error) or type(error).__name__
+        raise InputError(f"corrupt or truncated image ({reason})") from None
+    return ImageOps.exif_transpose(image)
+
+
+def load_image(value: Any, limits: ImageLimits = ImageLimits()) -> tuple[Image.Image, str]:
+    """An RGB PIL image and its content key (sha256 of the file bytes / pixels)."""
+    if isinstance(value, str):
+        value = Path(value)
+    if isinstance(value, Path):
+        value = _read(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        return _to_rgb(_decode(data, limits)), sha256_hex(data)
+    if isinstance(value, Image.Image):
+        _check_size(*value.size, limits)
+        image = _to_rgb(value)
+    elif isinstance(value, np.ndarray):
+        image = _array_to_image(value)
+        _check_size(*image.size, limits)
+    else:
+        raise InputError(f"expected an image (path, bytes, PIL image or array), got {type(value).__name__}")
+    return image, sha256_hex(f"{image.size}".encode() + image.tobytes())
+
+
+@dataclass(frozen=True)
+class HFImageTransform:
+    """A Hugging Face image processor applied to one image (it processes each image alone anyway)."""
+
+    processor: Any
+
+    def __call__(self, image: Image.Image) -> Any:
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+
+@dataclass(frozen=True)
+class ImageLoader:
+    """Decode + the model's own transform for one item; holds no model, so it runs in workers.
+
+    Returns a float32 CHW numpy array: cheap to send between processes, stacked by preprocess.
+    """
+
+    transform: Callable[[Image.Image], Any]
+    limits: ImageLimits = field(default_factory=ImageLimits)
+
+    def __call__(self, value: Any) -> Loaded:
+        image, key = load_image(value, self.limits)
+        return Loaded(np.asarray(self.transform(image), dtype=np.float32), key)

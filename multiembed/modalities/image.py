@@ -1,0 +1,256 @@
+"""Image modality: the pooled penultimate layer of an image backbone (ResNet-50 by default, 2048-d).
+
+Three libraries, one encoder. Each backbone brings the preprocessing that belongs to its weights
+(they differ: torchvision V2 resizes to 232 bilinear, Hugging Face's ResNet to 256 bicubic, timm
+uses its own data config), so the vectors equal what that library gives when called directly.
+Decoding and the transform run in worker processes (``workers``) ahead of the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from multiembed.device import DevicePolicy
+from multiembed.encoder import Encoder, ModelOutput, Role
+from multiembed.errors import ModelNotFoundError
+from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
+from multiembed.models import ResolvedModel, hub_offline
+from multiembed.registry import ModalitySpec, ModelInfo, register
+from multiembed.sources import Loaded
+from multiembed.workers import default_workers
+
+IMAGE_MODELS = (
+    ModelInfo(
+        alias="resnet50",
+        hub_id="torchvision/resnet50",
+        dim=2048,
+        description="torchvision ResNet-50, IMAGENET1K_V2 weights and transforms",
+        source="torchvision",
+    ),
+    ModelInfo(
+        alias="hf-resnet50",
+        hub_id="microsoft/resnet-50",
+        dim=2048,
+        description="Hugging Face ResNet-50 (timm-trained weights), its own image processor",
+    ),
+)
+
+WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".safetensors"}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """What the encoder needs from any library: a module images -> features, and its transform."""
+
+    module: torch.nn.Module
+    transform: Callable[[Image.Image], Any]
+
+
+class _PooledOutput(torch.nn.Module):
+    """Hugging Face backbones return an output object; the vector is its pooler output."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).pooler_output
+
+
+def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    """Weights only: safetensors, or torch.load with weights_only=True (never arbitrary pickles)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ModelNotFoundError(f"{path}: not a loadable weights file ({error})") from None
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def _torchvision_weights(resolved: ResolvedModel) -> dict[str, torch.Tensor]:
+    from torchvision.models import ResNet50_Weights
+
+    if resolved.path:
+        return load_state_dict_file(Path(resolved.path))
+    url = ResNet50_Weights.IMAGENET1K_V2.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if cached.is_file():
+        return load_state_dict_file(cached)
+    advice = (
+        f"torchvision's ResNet-50 IMAGENET1K_V2 weights are not in the cache ({cached}). Put the "
+        "file there, or pass --model /path/to/resnet50.pth (a state dict, .pth or .safetensors)"
+    )
+    if hub_offline():
+        raise ModelNotFoundError(advice)
+    try:
+        return torch.hub.load_state_dict_from_url(url, weights_only=True, check_hash=True)
+    except Exception as error:
+        raise ModelNotFoundError(f"{advice} (download failed: {type(error).__name__})") from None
+
+
+def torchvision_resnet50(resolved: ResolvedModel, **transform_options: Any) -> Backbone:
+    """torchvision ResNet-50 with ``fc`` replaced by identity; the IMAGENET1K_V2 transforms by default."""
+    from torchvision.models import ResNet50_Weights, resnet50
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    model = resnet50(weights=None)
+    missing, unexpected = model.load_state_dict(_torchvision_weights(resolved), strict=False)
+    if unexpected or any(not key.startswith("fc.") for key in missing):
+        raise ModelNotFoundError(
+            f"{resolved.model_id}: not a torchvision ResNet-50 state dict "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.fc = torch.nn.Identity()
+    preset = ResNet50_Weights.IMAGENET1K_V2.transforms()
+    settings = {
+        "crop_size": preset.crop_size[0],
+        "resize_size": preset.resize_size[0],
+        "mean": preset.mean,
+        "std": preset.std,
+        "interpolation": preset.interpolation,
+    }
+    settings.update({key: value for key, value in transform_options.items() if value is not None})
+    if isinstance(settings["interpolation"], str):
+        settings["interpolation"] = InterpolationMode(settings["interpolation"].lower())
+    return Backbone(model, ImageClassification(**settings))
+
+
+def hf_backbone(path: str, trust_remote_code: bool = False) -> Backbone:
+    """Any Hugging Face vision backbone: AutoModel's pooled output, the model's own processor."""
+    from transformers import AutoImageProcessor, AutoModel
+
+    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return Backbone(_PooledOutput(model), HFImageTransform(processor))
+
+
+def timm_backbone(path: str) -> Backbone:
+    """Any timm model (``num_classes=0`` gives pooled features) with timm's own data config."""
+    import timm
+    from timm.data import create_transform, resolve_data_config
+
+    model = timm.create_model(f"local-dir:{path}", pretrained=True, num_classes=0)
+    return Backbone(model, create_transform(**resolve_data_config(model=model)))
+
+
+def _is_timm_dir(path: Path) -> bool:
+    config = path / "config.json"
+    try:
+        return "architecture" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def build_backbone(resolved: ResolvedModel, trust_remote_code: bool, **transform_options: Any) -> Backbone:
+    """Pick the library from the model id and what the directory holds."""
+    path = Path(resolved.path) if resolved.path else None
+    if path is None or (path.suffix.lower() in WEIGHT_SUFFIXES and path.is_file()):
+        return torchvision_resnet50(resolved, **transform_options)
+    if path.is_file():
+        raise ModelNotFoundError(
+            f"{path}: expected a .pth/.pt/.safetensors weights file or a model directory"
+        )
+    if resolved.model_id.startswith("timm/") or _is_timm_dir(path):
+        return timm_backbone(str(path))
+    return hf_backbone(str(path), trust_remote_code)
+
+
+def _probe_dim(module: torch.nn.Module, transform: Callable[[Image.Image], Any]) -> int:
+    """The vector length, read off one forward pass on a blank image (libraries store it differently)."""
+    pixels = torch.as_tensor(np.asarray(transform(Image.new("RGB", (64, 64))), dtype=np.float32))
+    with torch.inference_mode():
+        return int(module(pixels.unsqueeze(0)).flatten(1).shape[1])
+
+
+class ImageEncoder(Encoder):
+    """Image vectors from a torchvision, Hugging Face or timm backbone."""
+
+    modality = "image"
+    pooling = "none"
+    extensions = IMAGE_EXTENSIONS
+    sort_window_batches = 1  # images need no size ordering; small windows keep memory flat
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        model_id: str,
+        policy: DevicePolicy,
+        normalize: bool = True,
+        batch_size: int = 32,
+        workers: int | None = None,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        dim = _probe_dim(backbone.module.eval(), backbone.transform)
+        super().__init__(
+            model_id=model_id,
+            dim=dim,
+            policy=policy,
+            normalize=normalize,
+            batch_size=batch_size,
+            workers=default_workers() if workers is None else workers,
+        )
+        self.module = policy.place(backbone.module, channels_last=True)
+        self._loader = ImageLoader(backbone.transform, limits or ImageLimits())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        trust_remote_code: bool = False,
+        normalize: bool = True,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_pixels: int | None = None,
+        **transform_options: Any,
+    ) -> ImageEncoder:
+        """Options: ``resize_size``, ``crop_size``, ``mean``, ``std``, ``interpolation`` (torchvision)."""
+        backbone = build_backbone(model, trust_remote_code, **transform_options)
+        limits = ImageLimits(max_pixels=max_pixels) if max_pixels else None
+        return cls(
+            backbone,
+            model_id=model.model_id,
+            policy=policy,
+            normalize=normalize,
+            batch_size=batch_size,
+            workers=workers,
+            limits=limits,
+        )
+
+    def loader(self, role: Role) -> ImageLoader:
+        return self._loader
+
+    def load(self, value: Any, role: Role) -> Loaded:
+        return self._loader(value)
+
+    def preprocess(self, raws: list[np.ndarray], role: Role) -> torch.Tensor:
+        return torch.from_numpy(np.stack(raws)).contiguous(memory_format=torch.channels_last)
+
+    def forward(self, batch: torch.Tensor) -> ModelOutput:
+        return ModelOutput(hidden=self.module(batch).flatten(1))
+
+
+register(
+    ModalitySpec(
+        name="image",
+        description="photos and pictures (ResNet-50 penultimate layer, or any HF/timm backbone)",
+        default_model="resnet50",
+        models=IMAGE_MODELS,
+        extensions=IMAGE_EXTENSIONS,
+        encoder_class=ImageEncoder,
+    )
+)
