@@ -19,7 +19,7 @@ from multiembed.embeddings import Embeddings
 from multiembed.errors import MultiembedError
 from multiembed.output import FORMATS, format_for, write_embeddings
 from multiembed.registry import get, list_modalities
-from multiembed.sources import Item
+from multiembed.sources import Item, read_lines
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Examples:\n"
         "  multiembed modalities\n"
         "  multiembed encode --modality text notes.txt -o notes.parquet\n"
+        "  multiembed encode --modality image ./photos -o photos.parquet\n"
+        "  multiembed encode --modality image-text --text 'a red bicycle' -o query.npy\n"
         "  cat questions.txt | multiembed encode --modality text - -o q.jsonl\n\n"
         "Exit codes: 0 all items embedded, 1 some items failed (the rest are written), "
         "2 usage or configuration error.",
@@ -92,8 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         "reason and skipped; the output is written atomically.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    encode.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or - for stdin")
+    encode.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder, or - for stdin")
     _add_model_options(encode)
+    encode.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="embed this text as a query instead of INPUTs (repeatable); with image-text it lands "
+        "in the image space, with text it gets the model's query instruction",
+    )
+    encode.add_argument("--texts", metavar="FILE", help="embed each line of FILE as a query (- for stdin)")
+    encode.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode inputs ahead of the model (0 = none; default: cores - 1, at most 4)",
+    )
     encode.add_argument(
         "-o",
         "--output",
@@ -121,12 +138,30 @@ def _iter_inputs(modality_encoder: type, targets: Sequence[str]) -> Iterator[Ite
         yield from modality_encoder.expand_input(target)
 
 
-def _check_targets(targets: Sequence[str]) -> None:
+def _iter_queries(texts: Sequence[str], texts_file: str | None) -> Iterator[Item]:
+    for number, text in enumerate(texts, start=1):
+        yield Item(f"--text:{number}", text)
+    if texts_file == "-":
+        yield from read_lines(sys.stdin.buffer, "stdin")
+    elif texts_file:
+        with open(texts_file, "rb") as stream:
+            yield from read_lines(stream, texts_file)
+
+
+def _check_targets(args: argparse.Namespace) -> None:
+    queries = bool(args.text or args.texts)
+    if queries == bool(args.inputs):
+        raise UsageError("give either INPUT files/folders or --text/--texts, not both or neither")
+    targets = [*args.inputs, *([args.texts] if args.texts else [])]
     if targets.count("-") > 1:
         raise UsageError("stdin (-) can be given only once")
     for target in targets:
         if target != "-" and not Path(target).exists():
             raise UsageError(f"no such file or directory: {target}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
 
 
 def _report(result: Embeddings, seconds: float, output: Path) -> int:
@@ -147,26 +182,28 @@ def cmd_encode(args: argparse.Namespace) -> int:
         fmt = format_for(output, args.format)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    _check_targets(args.inputs)
-    items = _iter_inputs(spec.encoder_class, args.inputs)
+    _check_targets(args)
+    role = "query" if args.text or args.texts else "document"
+    if role == "query":
+        items = _iter_queries(args.text, args.texts)
+    else:
+        items = _iter_inputs(spec.encoder_class, args.inputs)
     first = list(itertools.islice(items, 1))
     if not first:
         kinds = ", ".join(sorted(spec.extensions))
-        raise UsageError(f"nothing to embed in {' '.join(args.inputs)} (looked for {kinds} files)")
+        where = " ".join(args.inputs) or args.texts
+        raise UsageError(f"nothing to embed in {where} (looked for {kinds or 'lines'})")
     _quiet_libraries()
     started = time.perf_counter()
-    options = {"trust_remote_code": True} if args.trust_remote_code else {}
-    encoder = load(
-        args.modality,
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        **options,
+    options: dict[str, object] = {"batch_size": args.batch_size}
+    if args.trust_remote_code:
+        options["trust_remote_code"] = True
+    if args.workers is not None:
+        options["workers"] = args.workers
+    encoder = load(args.modality, args.model, device=args.device, dtype=args.dtype, **options)
+    result = encoder.encode(
+        itertools.chain(first, items), role=role, progress=None if not args.quiet else False
     )
-    result = encoder.encode(itertools.chain(first, items), progress=None if not args.quiet else False)
     write_embeddings(result, output, fmt)
     return _report(result, time.perf_counter() - started, output)
 

@@ -94,7 +94,8 @@ def _decode(data: bytes, limits: ImageLimits) -> Image.Image:
         raise InputError("empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own header check below enforces max_pixels; PIL's softer warning would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             _check_size(*image.size, limits)  # header only: refuse bombs before decoding pixels
             image.seek(0)  # GIF / multi-page TIFF: the first frame
@@ -103,8 +104,8 @@ def _decode(data: bytes, limits: ImageLimits) -> Image.Image:
         raise
     except UnidentifiedImageError:
         raise InputError("not an image, or an unsupported image format") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise InputError(f"image too large ({error})") from None
+    except Image.DecompressionBombError as error:
+        raise InputError(f"image too large, possible decompression bomb ({error})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         reason = str(error) or type(error).__name__
         raise InputError(f"corrupt or truncated image ({reason})") from None

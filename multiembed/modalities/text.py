@@ -72,6 +72,7 @@ class TextEncoder(Encoder):
         document_instruction: str | None = None,
         normalize: bool = True,
         batch_size: int = 32,
+        workers: int = 0,
     ) -> None:
         super().__init__(
             model_id=model_id,
@@ -79,6 +80,7 @@ class TextEncoder(Encoder):
             policy=policy,
             normalize=normalize,
             batch_size=batch_size,
+            workers=workers,
         )
         self.model = model
         modules = list(model)
@@ -117,6 +119,7 @@ class TextEncoder(Encoder):
         max_seq_length: int | None = None,
         normalize: bool = True,
         batch_size: int = 32,
+        workers: int = 0,
     ) -> TextEncoder:
         """Load a sentence-transformers model from a local directory (resolved by models.py)."""
         from sentence_transformers import SentenceTransformer
@@ -147,6 +150,7 @@ class TextEncoder(Encoder):
             document_instruction=document_instruction,
             normalize=normalize,
             batch_size=batch_size,
+            workers=workers,
         )
 
     # ---- stages -----------------------------------------------------------------------------

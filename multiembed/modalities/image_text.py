@@ -1,0 +1,142 @@
+"""Image-text modality: CLIP, both towers projected and L2-normalised into one space.
+
+Documents are images (vision tower), queries are texts (text tower, truncated to the model's
+length), so ``encode_queries(["a red bicycle"])`` can be compared with ``encode_documents(photos)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from multiembed.device import DevicePolicy
+from multiembed.encoder import Encoder, ModelOutput, Role
+from multiembed.errors import ModelNotFoundError
+from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
+from multiembed.models import ResolvedModel
+from multiembed.registry import ModalitySpec, ModelInfo, register
+from multiembed.sources import Loaded
+from multiembed.texts import load_text
+from multiembed.workers import default_workers
+
+CLIP_MODELS = (
+    ModelInfo(
+        alias="clip",
+        hub_id="openai/clip-vit-base-patch32",
+        dim=512,
+        description="OpenAI CLIP ViT-B/32: images and texts in one space",
+    ),
+    ModelInfo(
+        alias="clip-large",
+        hub_id="openai/clip-vit-large-patch14",
+        dim=768,
+        description="OpenAI CLIP ViT-L/14: slower, stronger",
+    ),
+)
+
+
+class ImageTextEncoder(Encoder):
+    """CLIP: ``encode_documents(images)`` and ``encode_queries(texts)`` land in the same space."""
+
+    modality = "image-text"
+    pooling = "none"  # CLIP's projection heads already give one vector per item
+    extensions = IMAGE_EXTENSIONS
+    sort_window_batches = 1
+
+    def __init__(
+        self,
+        model: Any,
+        image_processor: Any,
+        tokenizer: Any,
+        *,
+        model_id: str,
+        policy: DevicePolicy,
+        batch_size: int = 32,
+        workers: int | None = None,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        super().__init__(
+            model_id=model_id,
+            dim=int(model.config.projection_dim),
+            policy=policy,
+            normalize=True,  # the shared space is defined on the unit sphere
+            batch_size=batch_size,
+            workers=default_workers() if workers is None else workers,
+        )
+        self.model = policy.place(model)
+        self.tokenizer = tokenizer
+        self.max_text_length = int(model.config.text_config.max_position_embeddings)
+        self._image_loader = ImageLoader(HFImageTransform(image_processor), limits or ImageLimits())
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        trust_remote_code: bool = False,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_pixels: int | None = None,
+    ) -> ImageTextEncoder:
+        """Load a CLIP directory: model, image processor and tokenizer saved side by side."""
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        try:
+            clip = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+            processor = AutoImageProcessor.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as error:
+            raise ModelNotFoundError(f"{model.model_id}: cannot load as a CLIP model ({error})") from None
+        if not hasattr(clip, "get_image_features") or not hasattr(clip, "get_text_features"):
+            raise ModelNotFoundError(f"{model.model_id}: not a CLIP-style model (needs both towers)")
+        return cls(
+            clip,
+            processor,
+            tokenizer,
+            model_id=model.model_id,
+            policy=policy,
+            batch_size=batch_size,
+            workers=workers,
+            limits=ImageLimits(max_pixels=max_pixels) if max_pixels else None,
+        )
+
+    def loader(self, role: Role) -> Callable[[Any], Loaded]:
+        return load_text if role == "query" else self._image_loader
+
+    def load(self, value: Any, role: Role) -> Loaded:
+        return self.loader(role)(value)
+
+    def size_of(self, raw: Any) -> int:
+        return len(raw) if isinstance(raw, str) else 0
+
+    def preprocess(self, raws: list[Any], role: Role) -> dict[str, torch.Tensor]:
+        if role == "query":
+            tokens = self.tokenizer(
+                raws, padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
+            )
+            return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+        return {"pixel_values": torch.from_numpy(np.stack(raws))}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        if "pixel_values" in batch:
+            output = self.model.get_image_features(pixel_values=batch["pixel_values"])
+        else:
+            output = self.model.get_text_features(**batch)
+        features = output if isinstance(output, torch.Tensor) else output.pooler_output
+        return ModelOutput(hidden=features)
+
+
+register(
+    ModalitySpec(
+        name="image-text",
+        description="images and texts in one space, for cross-modal search (CLIP)",
+        default_model="clip",
+        models=CLIP_MODELS,
+        extensions=IMAGE_EXTENSIONS,
+        encoder_class=ImageTextEncoder,
+    )
+)
