@@ -200,7 +200,7 @@ class ImageEncoder(Encoder):
             policy=policy,
             normalize=normalize,
             batch_size=batch_size,
-            workers=default_workers() if workers is None else workers,
+            workers=default_workers(policy.device.type) if workers is None else workers,
         )
         self.module = policy.place(backbone.module, channels_last=True)
         self._loader = ImageLoader(backbone.transform, limits or ImageLimits())

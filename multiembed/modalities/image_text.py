@@ -64,7 +64,7 @@ class ImageTextEncoder(Encoder):
             policy=policy,
             normalize=True,  # the shared space is defined on the unit sphere
             batch_size=batch_size,
-            workers=default_workers() if workers is None else workers,
+            workers=default_workers(policy.device.type) if workers is None else workers,
         )
         self.model = policy.place(model)
         self.tokenizer = tokenizer
