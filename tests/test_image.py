@@ -127,3 +127,25 @@ def test_cli_folder_with_bad_files(image_models, photo_folder, tmp_path, capsys)
         assert reason in line
     assert f"embedded {len(rows)} of {len(rows) + 6} items, 6 failed" in err
     assert ".hidden" not in err + out.read_text() and "notes.txt" not in err
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_encoding_streams_instead_of_collecting(image_models, tmp_path, workers):
+    """Memory stays flat: only a bounded number of files is read ahead of the first result."""
+    paths = good_images(tmp_path)
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        while True:
+            for path in paths:
+                pulled += 1
+                yield path
+
+    encoder = multiembed.load("image", str(image_models["hf"]), device="cpu", workers=workers, batch_size=4)
+    parts = encoder.iter_encode(endless())
+    first = next(parts)
+    assert len(first) == 4
+    in_flight = 2 * workers + 1 if workers else 0
+    assert pulled <= 4 * (in_flight + 2)
+    parts.close()  # stops the workers

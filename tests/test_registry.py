@@ -52,3 +52,10 @@ def test_a_second_class_under_one_name_is_refused(monkeypatch):
     clash = make_spec("text", type("Other", (TextEncoder,), {}))
     with pytest.raises(multiembed.MultiembedError, match="registered twice"):
         registry.register(clash)
+
+
+def test_missing_optional_dependency_names_the_extra():
+    from multiembed.extras import require
+
+    with pytest.raises(multiembed.BackendError, match=r'pip install "multiembed\[video\]"'):
+        require("no_such_module_for_multiembed", "video")

@@ -21,6 +21,7 @@ from PIL import Image
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ModelNotFoundError
+from multiembed.extras import require
 from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
 from multiembed.models import ResolvedModel, hub_offline
 from multiembed.registry import ModalitySpec, ModelInfo, register
@@ -79,7 +80,7 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _torchvision_weights(resolved: ResolvedModel) -> dict[str, torch.Tensor]:
-    from torchvision.models import ResNet50_Weights
+    from torchvision.models import ResNet50_Weights  # imported by the caller's require() first
 
     if resolved.path:
         return load_state_dict_file(Path(resolved.path))
@@ -101,6 +102,7 @@ def _torchvision_weights(resolved: ResolvedModel) -> dict[str, torch.Tensor]:
 
 def torchvision_resnet50(resolved: ResolvedModel, **transform_options: Any) -> Backbone:
     """torchvision ResNet-50 with ``fc`` replaced by identity; the IMAGENET1K_V2 transforms by default."""
+    require("torchvision", "image")
     from torchvision.models import ResNet50_Weights, resnet50
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms._presets import ImageClassification
@@ -138,7 +140,7 @@ def hf_backbone(path: str, trust_remote_code: bool = False) -> Backbone:
 
 def timm_backbone(path: str) -> Backbone:
     """Any timm model (``num_classes=0`` gives pooled features) with timm's own data config."""
-    import timm
+    timm = require("timm", "image")
     from timm.data import create_transform, resolve_data_config
 
     model = timm.create_model(f"local-dir:{path}", pretrained=True, num_classes=0)
