@@ -28,7 +28,7 @@ from multiembed.errors import BackendError, InputError
 from multiembed.models import ResolvedModel
 from multiembed.pooling import get_pooler, l2_normalize
 from multiembed.sources import Item, Loaded, as_items, read_lines, walk_files
-from multiembed.workers import failure_reason, load_in_process, load_in_workers
+from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
 
 Role = Literal["document", "query"]
 
@@ -57,6 +57,8 @@ class Encoder(ABC):
     metric: str = "COSINE"
     #: a window of ``batch_size * sort_window_batches`` items is sorted by size before batching
     sort_window_batches: ClassVar[int] = 64
+    #: modalities whose decoding is costly (images, audio, video) get worker processes by default
+    decodes_in_workers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -66,8 +68,10 @@ class Encoder(ABC):
         policy: DevicePolicy,
         normalize: bool = True,
         batch_size: int = 32,
-        workers: int = 0,
+        workers: int | None = None,
     ) -> None:
+        if workers is None:
+            workers = default_workers(policy.device.type) if self.decodes_in_workers else 0
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if workers < 0:

@@ -26,7 +26,6 @@ from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, I
 from multiembed.models import ResolvedModel, hub_offline
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
-from multiembed.workers import default_workers
 
 IMAGE_MODELS = (
     ModelInfo(
@@ -182,6 +181,7 @@ class ImageEncoder(Encoder):
     modality = "image"
     pooling = "none"
     extensions = IMAGE_EXTENSIONS
+    decodes_in_workers = True
     sort_window_batches = 1  # images need no size ordering; small windows keep memory flat
 
     def __init__(
@@ -202,7 +202,7 @@ class ImageEncoder(Encoder):
             policy=policy,
             normalize=normalize,
             batch_size=batch_size,
-            workers=default_workers(policy.device.type) if workers is None else workers,
+            workers=workers,
         )
         self.module = policy.place(backbone.module, channels_last=True)
         self._loader = ImageLoader(backbone.transform, limits or ImageLimits())

@@ -20,7 +20,6 @@ from multiembed.models import ResolvedModel
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
-from multiembed.workers import default_workers
 
 CLIP_MODELS = (
     ModelInfo(
@@ -44,6 +43,7 @@ class ImageTextEncoder(Encoder):
     modality = "image-text"
     pooling = "none"  # CLIP's projection heads already give one vector per item
     extensions = IMAGE_EXTENSIONS
+    decodes_in_workers = True
     sort_window_batches = 1
 
     def __init__(
@@ -64,7 +64,7 @@ class ImageTextEncoder(Encoder):
             policy=policy,
             normalize=True,  # the shared space is defined on the unit sphere
             batch_size=batch_size,
-            workers=default_workers(policy.device.type) if workers is None else workers,
+            workers=workers,
         )
         self.model = policy.place(model)
         self.tokenizer = tokenizer
