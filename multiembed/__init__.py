@@ -33,6 +33,7 @@ __all__ = [
     "Encoder",
     "InputError",
     "ItemError",
+    "MilvusStore",
     "ModalitySpec",
     "ModelInfo",
     "ModelNotFoundError",
@@ -42,6 +43,15 @@ __all__ = [
     "list_modalities",
     "load",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """MilvusStore is imported on first use: pymilvus is slow to import and not every user needs it."""
+    if name == "MilvusStore":
+        from multiembed.milvus import MilvusStore
+
+        return MilvusStore
+    raise AttributeError(f"module 'multiembed' has no attribute {name!r}")
 
 
 def load(

@@ -34,6 +34,10 @@ class Embeddings:
     sources: list[str]
     indices: list[int]
     errors: list[ItemError] = field(default_factory=list)
+    #: sources of items left out because their key was already stored (or repeated in the input)
+    skipped: list[str] = field(default_factory=list)
+    #: the decoded items behind ``vectors`` (only when asked for, e.g. texts for BM25 fields)
+    raws: list[Any] = field(default_factory=list)
     modality: str = ""
     model: str = ""
     metric: str = "COSINE"
@@ -47,8 +51,8 @@ class Embeddings:
 
     @property
     def total(self) -> int:
-        """Items seen, embedded or not."""
-        return len(self.ids) + len(self.errors)
+        """Items seen: embedded, failed or skipped."""
+        return len(self.ids) + len(self.errors) + len(self.skipped)
 
     def to_milvus_rows(self, vector_field: str = "vector") -> list[dict[str, Any]]:
         """Rows ready for ``MilvusClient.insert/upsert`` with the schema from ``schema_for``."""
@@ -81,6 +85,8 @@ class Embeddings:
             sources=[item for part in parts for item in part.sources],
             indices=[item for part in parts for item in part.indices],
             errors=[item for part in parts for item in part.errors],
+            skipped=[item for part in parts for item in part.skipped],
+            raws=[item for part in parts for item in part.raws],
             modality=modality,
             model=model,
             metric=metric,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,8 @@ from multiembed.sources import Item, Loaded, as_items, read_lines, walk_files
 from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
 
 Role = Literal["document", "query"]
+#: given the keys of a window's items, returns those that must not be embedded (already stored)
+KeyFilter = Callable[[Sequence[str]], Collection[str]]
 
 
 @dataclass
@@ -57,6 +59,8 @@ class Encoder(ABC):
     metric: str = "COSINE"
     #: a window of ``batch_size * sort_window_batches`` items is sorted by size before batching
     sort_window_batches: ClassVar[int] = 64
+    #: whether a plain string query means text (text, CLIP) rather than a file path
+    accepts_text_queries: ClassVar[bool] = False
     #: modalities whose decoding is costly (images, audio, video) get worker processes by default
     decodes_in_workers: ClassVar[bool] = False
 
@@ -205,13 +209,20 @@ class Encoder(ABC):
         return load_in_workers(load, items, workers=self.workers, chunk_size=batch_size)
 
     def _encode_window(
-        self, window: list[tuple[int, Item, Loaded | str]], role: Role, batch_size: int, bar: tqdm
+        self,
+        window: list[tuple[int, Item, Loaded | str]],
+        role: Role,
+        batch_size: int,
+        bar: tqdm,
+        skip_keys: KeyFilter | None = None,
+        keep_raw: bool = False,
     ) -> Embeddings:
         entries = [_Entry(pos, item, loaded) for pos, item, loaded in window if isinstance(loaded, Loaded)]
         errors = [
             ItemError(pos, item.source, loaded) for pos, item, loaded in window if isinstance(loaded, str)
         ]
-        bar.update(len(errors))
+        entries, skipped = self._drop_known(entries, skip_keys)
+        bar.update(len(errors) + len(skipped))
         ordered = [entries[i] for i in longest_first([self.size_of(e.loaded.raw) for e in entries])]
         results: dict[int, np.ndarray] = {}
         keyed: dict[int, _Entry] = {}
@@ -232,10 +243,28 @@ class Encoder(ABC):
             sources=[keyed[p].item.source for p in positions],
             indices=positions,
             errors=sorted(errors, key=lambda error: error.index),
+            skipped=skipped,
+            raws=[keyed[p].loaded.raw for p in positions] if keep_raw else [],
             modality=self.modality,
             model=self.model_id,
             metric=self.metric,
         )
+
+    @staticmethod
+    def _drop_known(entries: list[_Entry], skip_keys: KeyFilter | None) -> tuple[list[_Entry], list[str]]:
+        """Items repeated in the window, or whose key the caller already has, are not embedded."""
+        if skip_keys is None:
+            return entries, []
+        known = set(skip_keys([entry.loaded.key for entry in entries]))
+        kept: list[_Entry] = []
+        skipped: list[str] = []
+        for entry in entries:
+            if entry.loaded.key in known:
+                skipped.append(entry.item.source)
+            else:
+                known.add(entry.loaded.key)
+                kept.append(entry)
+        return kept, skipped
 
     def iter_encode(
         self,
@@ -244,8 +273,14 @@ class Encoder(ABC):
         role: Role = "document",
         batch_size: int | None = None,
         progress: bool | None = None,
+        skip_keys: KeyFilter | None = None,
+        keep_raw: bool = False,
     ) -> Iterator[Embeddings]:
-        """Encode a stream window by window, so memory stays flat however many items come."""
+        """Encode a stream window by window, so memory stays flat however many items come.
+
+        ``skip_keys`` lets a store leave out items it already holds before the model runs; the
+        next window is read only after the caller has handled (e.g. stored) the previous one.
+        """
         batch_size = batch_size or self.batch_size
         total = len(inputs) if isinstance(inputs, Sized) else None
         window = batch_size * self.sort_window_batches
@@ -261,7 +296,7 @@ class Encoder(ABC):
             stream = self._load_stream(as_items(inputs), role, batch_size, total)
             numbered = ((position, item, loaded) for position, (item, loaded) in enumerate(stream))
             for chunk in windows(numbered, window):
-                yield self._encode_window(chunk, role, batch_size, bar)
+                yield self._encode_window(chunk, role, batch_size, bar, skip_keys, keep_raw)
 
     def encode(
         self,

@@ -41,6 +41,7 @@ class ImageTextEncoder(Encoder):
     """CLIP: ``encode_documents(images)`` and ``encode_queries(texts)`` land in the same space."""
 
     modality = "image-text"
+    accepts_text_queries = True
     pooling = "none"  # CLIP's projection heads already give one vector per item
     extensions = IMAGE_EXTENSIONS
     decodes_in_workers = True

@@ -60,6 +60,7 @@ class TextEncoder(Encoder):
     """Dense text vectors from any sentence-transformers model directory or hub id."""
 
     modality = "text"
+    accepts_text_queries = True
     extensions = frozenset({".txt", ".md"})
 
     def __init__(
