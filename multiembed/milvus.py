@@ -244,10 +244,16 @@ class MilvusStore:
                     f"collection {self.collection!r} was not created by multiembed (no encoder recorded)"
                 )
             if encoder is None:
-                encoder = multiembed.load(info.modality, info.model, device=device, **options)
+                if modality is not None and modality != info.modality:
+                    raise SchemaMismatchError(
+                        f"collection {self.collection!r} holds {info.modality!r} vectors, not {modality!r}"
+                    )
+                encoder = multiembed.load(info.modality, model or info.model, device=device, **options)
             problems = info.mismatches(CollectionInfo.of(encoder))
             if problems:
                 raise SchemaMismatchError(f"collection {self.collection!r}: " + "; ".join(problems))
+            # A collection reopened by a new process is "released" until loaded.
+            self.client.load_collection(self.collection)
             return info, encoder
         if encoder is None:
             if modality is None:
