@@ -9,6 +9,7 @@ the model runs, and a killed run is finished by running it again.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -177,13 +178,19 @@ def _fit_varchar(text: str, limit: int = MAX_VARCHAR) -> str:
     return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
 
 
+#: Milvus Lite files this process has open, with how many clients use each.
+_LITE_USERS: Counter[str] = Counter()
+
+
 def _open_client(uri: str) -> Any:
     from pymilvus import MilvusClient
 
     if is_lite(uri):
-        Path(uri).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        path = Path(uri).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = str(path)
     try:
-        return MilvusClient(uri)
+        client = MilvusClient(uri)
     except Exception as error:
         if is_lite(uri):
             raise BackendError(
@@ -191,6 +198,26 @@ def _open_client(uri: str) -> Any:
                 f"allows one process per file) or the file is damaged ({error})"
             ) from None
         raise BackendError(f"cannot connect to Milvus at {uri} ({error})") from None
+    if is_lite(uri):
+        _LITE_USERS[uri] += 1
+    return client
+
+
+def _close_client(client: Any, uri: str) -> None:
+    """Close, and on Milvus Lite free the file for other processes once this process is done with it.
+
+    Milvus Lite keeps an in-process server (and the file lock) until exit unless told otherwise.
+    """
+    client.close()
+    if not is_lite(uri):
+        return
+    path = str(Path(uri).expanduser().resolve())
+    _LITE_USERS[path] -= 1
+    if _LITE_USERS[path] <= 0:
+        del _LITE_USERS[path]
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(path)
 
 
 class MilvusStore:
@@ -416,9 +443,10 @@ class MilvusStore:
         return int(self.client.get_collection_stats(self.collection)["row_count"])
 
     def close(self) -> None:
+        """Close the connection; a Milvus Lite file becomes free for other processes."""
         client, self.client = getattr(self, "client", None), None
         if client is not None:
-            client.close()
+            _close_client(client, self.uri)
 
     def __enter__(self) -> MilvusStore:
         return self
@@ -447,4 +475,4 @@ def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
             for name in sorted(client.list_collections())
         ]
     finally:
-        client.close()
+        _close_client(client, uri)
