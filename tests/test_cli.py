@@ -180,3 +180,16 @@ def test_subprocess_stdin_with_a_bad_line_exits_1(model, tmp_path):
     assert done.returncode == 1
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
     assert b"failed: stdin:2: not valid UTF-8 text" in done.stderr
+
+
+def test_readme_quick_start_index_and_search(tmp_path):
+    """The README's main job: index the sample into Milvus Lite, then search it."""
+    sample = str(ROOT / "examples" / "sample_texts.txt")
+    done = _cli("index", sample, "--modality", "text", "--collection", "quickstart", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert b"added 8, skipped 0 already stored, 0 failed" in done.stderr
+    assert (tmp_path / "multiembed.db").exists()
+    found = _cli("search", "who started research on AI?", "--collection", "quickstart", cwd=tmp_path)
+    assert found.returncode == 0
+    top = found.stdout.decode().splitlines()[0].split()
+    assert top[0] == "1" and top[2].endswith("sample_texts.txt:2")  # the Turing sentence

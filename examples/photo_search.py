@@ -1,0 +1,40 @@
+"""Cross-modal photo search: index a folder of photos with CLIP, then search them with words.
+
+    python examples/photo_search.py PHOTOS_DIR "a red bicycle" [--model DIR] [--uri photos.db]
+
+--model is a CLIP directory (e.g. openai/clip-vit-base-patch32 saved with save_pretrained, or the
+hub id when a hub is reachable). Re-running adds only new photos: the collection keys each photo
+by the sha256 of its bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from multiembed import MilvusStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("photos", help="folder of images (searched recursively)")
+    parser.add_argument("query", help="what to look for, in words")
+    parser.add_argument("--model", default="clip", help="CLIP alias, hub id or local directory")
+    parser.add_argument("--uri", default="photos.db", help="Milvus Lite file or server URL")
+    parser.add_argument("--limit", type=int, default=5)
+    args = parser.parse_args()
+
+    from multiembed.modalities.image_text import ImageTextEncoder
+
+    with MilvusStore(args.uri, "photos", modality="image-text", model=args.model) as store:
+        report = store.add(ImageTextEncoder.expand_input(args.photos))
+        print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
+        for error in report.errors:
+            print(f"  skipped {error.source}: {error.reason}")
+        for rank, hit in enumerate(store.search(args.query, limit=args.limit), start=1):
+            print(f"{rank}. {hit.score:.3f}  {hit.source}")
+
+
+if __name__ == "__main__":
+    main()
