@@ -163,3 +163,56 @@ def tiny_clip_dir(root: Path, seed: int = 0) -> Path:
         path
     )
     return path
+
+
+def tiny_whisper_dir(root: Path, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide Whisper with the standard 80-mel, 30 s feature extractor."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    torch.manual_seed(seed)
+    config = WhisperConfig(
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=37,
+        decoder_ffn_dim=37,
+        max_source_positions=1500,
+        max_target_positions=32,
+        vocab_size=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
+    path = root / "whisper"
+    WhisperModel(config).eval().save_pretrained(path)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(path)
+    return path
+
+
+def tiny_perceiver_dir(root: Path, seed: int = 0) -> Path:
+    """A multimodal Perceiver with 8 latents of 16 channels, 4 frames of 32x32 and 256 audio samples."""
+    from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
+
+    torch.manual_seed(seed)
+    config = PerceiverConfig(
+        num_latents=8,
+        d_latents=16,
+        num_blocks=1,
+        num_self_attends_per_block=1,
+        num_self_attention_heads=2,
+        num_cross_attention_heads=1,
+        image_size=32,
+        num_frames=4,
+        audio_samples_per_frame=64,
+        samples_per_patch=16,
+        output_shape=[1, 4, 32, 32],
+        output_num_channels=16,
+        num_labels=700,
+    )
+    path = root / "perceiver"
+    PerceiverForMultimodalAutoencoding(config).eval().save_pretrained(path)
+    return path

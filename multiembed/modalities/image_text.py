@@ -105,6 +105,11 @@ class ImageTextEncoder(Encoder):
             limits=ImageLimits(max_pixels=max_pixels) if max_pixels else None,
         )
 
+    @property
+    def image_transform(self) -> HFImageTransform:
+        """CLIP's image preprocessing, for modalities that feed it frames (video)."""
+        return self._image_loader.transform
+
     def loader(self, role: Role) -> Callable[[Any], Loaded]:
         return load_text if role == "query" else self._image_loader
 

@@ -1,0 +1,262 @@
+"""Video modality: the multimodal Perceiver (default) or CLIP frame pooling.
+
+``perceiver``: deepmind/multimodal-perceiver run encoder-only (input preprocessor + encoder; the
+decoder, ~7 TFLOP per clip, is dropped). Its inputs are ``num_frames`` frames sampled uniformly by
+time and resized to ``image_size``, and the clip's sound track resampled to the model's audio
+length (silence when there is none); the final latent array averaged is the vector (512-d). It was
+trained to reconstruct, not for similarity, so ``clip`` is offered too: the mean of CLIP image
+vectors over uniformly sampled frames, which shares CLIP's text space (text queries find videos).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from multiembed.audio import VIDEO_EXTENSIONS
+from multiembed.device import DevicePolicy
+from multiembed.encoder import Encoder, ModelOutput, Role
+from multiembed.errors import ModelNotFoundError
+from multiembed.images import HFImageTransform
+from multiembed.models import ResolvedModel
+from multiembed.registry import ModalitySpec, ModelInfo, register
+from multiembed.sources import Loaded
+from multiembed.texts import load_text
+from multiembed.video import read_video, video_key
+
+VIDEO_MODELS = (
+    ModelInfo(
+        alias="perceiver",
+        hub_id="deepmind/multimodal-perceiver",
+        dim=512,
+        description="multimodal Perceiver, encoder only: 16 frames + sound -> mean of the latents",
+    ),
+    ModelInfo(
+        alias="clip",
+        hub_id="openai/clip-vit-base-patch32",
+        dim=512,
+        description="CLIP frame pooling: mean of 8 frames' CLIP vectors; text queries work",
+    ),
+)
+
+#: the Perceiver was trained on 25 fps Kinetics clips: its audio rate is samples-per-frame x 25
+PERCEIVER_FPS = 25
+
+
+@dataclass(frozen=True)
+class PerceiverClip:
+    """Model-ready inputs for one video: frames [T, 3, S, S] in 0..1 and audio [A, 1]."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class PerceiverLoader:
+    """Sample frames and sound for the Perceiver; holds no model, so it runs in workers."""
+
+    num_frames: int
+    image_size: int
+    audio_samples: int
+    audio_rate: int
+
+    def __call__(self, value: Any) -> Loaded:
+        key = video_key(value)
+        images, sound = read_video(value, self.num_frames, self.audio_rate)
+        size = (self.image_size, self.image_size)
+        resized = [np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)) for image in images]
+        frames = np.stack(resized).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
+        audio = np.zeros(self.audio_samples, dtype=np.float32)
+        if sound is not None and sound.size:
+            # The whole track, resampled to the model's length, like the frames span the whole video.
+            from multiembed.audio import resample
+
+            fitted = resample(sound, len(sound), self.audio_samples)[: self.audio_samples]
+            audio[: len(fitted)] = fitted
+        return Loaded(PerceiverClip(np.ascontiguousarray(frames), audio[:, None]), key)
+
+
+@dataclass(frozen=True)
+class ClipFramesLoader:
+    """Sample frames and apply CLIP's image processor to each; holds no model."""
+
+    transform: HFImageTransform
+    num_frames: int
+
+    def __call__(self, value: Any) -> Loaded:
+        key = video_key(value)
+        images, _ = read_video(value, self.num_frames)
+        pixels = np.stack(
+            [np.asarray(self.transform(Image.fromarray(image)), dtype=np.float32) for image in images]
+        )
+        return Loaded(pixels, key)
+
+
+def _model_type(path: str) -> str:
+    try:
+        return str(json.loads((Path(path) / "config.json").read_text()).get("model_type", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+class VideoEncoder(Encoder):
+    """Video vectors; ``from_pretrained`` picks the Perceiver or CLIP frame pooling by model."""
+
+    modality = "video"
+    extensions = VIDEO_EXTENSIONS
+    decodes_in_workers = True
+    sort_window_batches = 1
+
+    @classmethod
+    def from_pretrained(
+        cls, model: ResolvedModel, policy: DevicePolicy, *, frames: int | None = None, **options: Any
+    ) -> VideoEncoder:
+        """``frames``: how many to sample (Perceiver: the model's 16; CLIP: 8 by default)."""
+        if not Path(model.path).is_dir():
+            raise ModelNotFoundError(f"{model.model_id}: expected a model directory")
+        kind = _model_type(model.path)
+        if kind == "perceiver":
+            return PerceiverVideoEncoder.build(model, policy, frames=frames, **options)
+        if kind == "clip":
+            return ClipVideoEncoder.build(model, policy, frames=frames or 8, **options)
+        raise ModelNotFoundError(
+            f"{model.model_id}: the video modality takes a multimodal Perceiver or a CLIP model, "
+            f"not model_type {kind!r}"
+        )
+
+
+class PerceiverVideoEncoder(VideoEncoder):
+    """deepmind/multimodal-perceiver, encoder only; the latents averaged."""
+
+    def __init__(self, perceiver: torch.nn.Module, loader: PerceiverLoader, **kwargs: Any) -> None:
+        super().__init__(dim=int(perceiver.config.d_latents), **kwargs)
+        self.module = self.policy.place(perceiver)
+        self._loader = loader
+
+    @classmethod
+    def build(
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        frames: int | None = None,
+        trust_remote_code: bool = False,
+        normalize: bool = True,
+        batch_size: int = 2,
+        workers: int | None = None,
+    ) -> PerceiverVideoEncoder:
+        from transformers import PerceiverForMultimodalAutoencoding
+
+        full = PerceiverForMultimodalAutoencoding.from_pretrained(
+            model.path, trust_remote_code=trust_remote_code
+        )
+        perceiver = full.perceiver
+        perceiver.decoder = None  # PerceiverModel skips decoding without one: encoder-only
+        perceiver.output_postprocessor = None
+        config = full.config
+        if frames is not None and frames != config.num_frames:
+            raise ModelNotFoundError(
+                f"{model.model_id} takes exactly {config.num_frames} frames, not {frames}"
+            )
+        loader = PerceiverLoader(
+            num_frames=config.num_frames,
+            image_size=config.image_size,
+            audio_samples=config.num_frames * config.audio_samples_per_frame,
+            audio_rate=config.audio_samples_per_frame * PERCEIVER_FPS,
+        )
+        return cls(
+            perceiver,
+            loader,
+            model_id=model.model_id,
+            policy=policy,
+            normalize=normalize,
+            batch_size=batch_size,
+            workers=workers,
+        )
+
+    def loader(self, role: Role) -> PerceiverLoader:
+        return self._loader
+
+    def load(self, value: Any, role: Role) -> Loaded:
+        return self._loader(value)
+
+    def preprocess(self, raws: list[PerceiverClip], role: Role) -> dict[str, torch.Tensor]:
+        labels = self.module.config.num_labels if hasattr(self.module.config, "num_labels") else 700
+        return {
+            "image": torch.from_numpy(np.stack([raw.frames for raw in raws])),
+            "audio": torch.from_numpy(np.stack([raw.audio for raw in raws])),
+            # The label input is fully masked by the model (mask_probs label = 1.0): content irrelevant.
+            "label": torch.zeros(len(raws), labels),
+        }
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        return ModelOutput(hidden=self.module(inputs=batch).last_hidden_state)  # pooling: mean of latents
+
+
+class ClipVideoEncoder(VideoEncoder):
+    """CLIP frame pooling: frames through the vision tower, mean of unit vectors, renormalised."""
+
+    accepts_text_queries = True
+
+    def __init__(self, clip: Any, loader: ClipFramesLoader, **kwargs: Any) -> None:
+        super().__init__(dim=clip.dim, **kwargs)
+        self.clip = clip
+        self._loader = loader
+
+    @classmethod
+    def build(
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        frames: int = 8,
+        trust_remote_code: bool = False,
+        batch_size: int = 4,
+        workers: int | None = None,
+    ) -> ClipVideoEncoder:
+        from multiembed.modalities.image_text import ImageTextEncoder
+
+        clip = ImageTextEncoder.from_pretrained(model, policy, trust_remote_code=trust_remote_code, workers=0)
+        loader = ClipFramesLoader(clip.image_transform, frames)
+        return cls(
+            clip, loader, model_id=model.model_id, policy=policy, batch_size=batch_size, workers=workers
+        )
+
+    def loader(self, role: Role) -> Any:
+        return load_text if role == "query" else self._loader
+
+    def load(self, value: Any, role: Role) -> Loaded:
+        return self.loader(role)(value)
+
+    def preprocess(self, raws: list[Any], role: Role) -> dict[str, torch.Tensor]:
+        if role == "query":
+            return self.clip.preprocess(raws, role)
+        return {"pixel_values": torch.from_numpy(np.concatenate(raws)), "videos": torch.tensor(len(raws))}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+        if "videos" not in batch:
+            return ModelOutput(hidden=self.clip.forward(batch).hidden)  # text queries: [B, D]
+        frames = self.clip.forward({"pixel_values": batch["pixel_values"]}).hidden
+        unit = torch.nn.functional.normalize(frames.float(), dim=-1)
+        return ModelOutput(hidden=unit.reshape(int(batch["videos"]), -1, unit.shape[-1]))
+
+    def pool(self, output: ModelOutput, batch: Any) -> torch.Tensor:
+        return output.hidden if output.hidden.ndim == 2 else output.hidden.mean(dim=1)
+
+
+register(
+    ModalitySpec(
+        name="video",
+        description="video clips (multimodal Perceiver, or CLIP frame pooling for text search)",
+        default_model="perceiver",
+        models=VIDEO_MODELS,
+        extensions=VIDEO_EXTENSIONS,
+        encoder_class=VideoEncoder,
+    )
+)
