@@ -30,6 +30,15 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     return soxr.resample(samples, rate, target_rate).astype(np.float32, copy=False)
 
 
+def _as_float(array: np.ndarray) -> np.ndarray:
+    """PCM integers (s16, s32, u8) to floats in -1..1; float formats pass through."""
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(array.dtype, np.integer):
+        return array.astype(np.float32) / float(-np.iinfo(array.dtype).min)
+    return array.astype(np.float32, copy=False)
+
+
 def _decode_container(data: bytes) -> tuple[np.ndarray, int]:
     av = require("av", "audio")
     try:
@@ -39,7 +48,7 @@ def _decode_container(data: bytes) -> tuple[np.ndarray, int]:
             stream = container.streams.audio[0]
             chunks = []
             for frame in container.decode(stream):
-                array = frame.to_ndarray().astype(np.float32)
+                array = _as_float(frame.to_ndarray())
                 if frame.format.is_planar:
                     chunks.append(array.mean(axis=0))  # (channels, n) -> mono
                 else:

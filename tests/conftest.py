@@ -90,3 +90,12 @@ def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / ".hidden.jpg").write_bytes(b"skipped")
     (folder / "notes.txt").write_text("not an image extension, not picked up")
     return folder
+
+
+@pytest.fixture(scope="session")
+def media_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny Whisper and multimodal Perceiver, built from configs."""
+    from tests.tiny_models import tiny_perceiver_dir, tiny_whisper_dir
+
+    root = tmp_path_factory.mktemp("tiny-media")
+    return {"whisper": tiny_whisper_dir(root), "perceiver": tiny_perceiver_dir(root)}

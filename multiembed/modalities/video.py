@@ -2,10 +2,11 @@
 
 ``perceiver``: deepmind/multimodal-perceiver run encoder-only (input preprocessor + encoder; the
 decoder, ~7 TFLOP per clip, is dropped). Its inputs are ``num_frames`` frames sampled uniformly by
-time and resized to ``image_size``, and the clip's sound track resampled to the model's audio
-length (silence when there is none); the final latent array averaged is the vector (512-d). It was
-trained to reconstruct, not for similarity, so ``clip`` is offered too: the mean of CLIP image
-vectors over uniformly sampled frames, which shares CLIP's text space (text queries find videos).
+time and resized to ``image_size``, and the sound track at the model's audio rate, the model's
+audio length taken around the middle of the clip (silence when there is none); the final latent
+array averaged is the vector (512-d). It was trained to reconstruct, not for similarity, so
+``clip`` is offered too: the mean of CLIP image vectors over uniformly sampled frames, which shares
+CLIP's text space (text queries find videos).
 """
 
 from __future__ import annotations
@@ -74,11 +75,12 @@ class PerceiverLoader:
         frames = np.stack(resized).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         audio = np.zeros(self.audio_samples, dtype=np.float32)
         if sound is not None and sound.size:
-            # The whole track, resampled to the model's length, like the frames span the whole video.
-            from multiembed.audio import resample
-
-            fitted = resample(sound, len(sound), self.audio_samples)[: self.audio_samples]
-            audio[: len(fitted)] = fitted
+            # At the model's rate, the model's length around the middle of the clip: squeezing the
+            # whole track into that length would low-pass away nearly all of the sound.
+            start = max(0, (len(sound) - self.audio_samples) // 2)
+            window = sound[start : start + self.audio_samples]
+            offset = (self.audio_samples - len(window)) // 2
+            audio[offset : offset + len(window)] = window
         return Loaded(PerceiverClip(np.ascontiguousarray(frames), audio[:, None]), key)
 
 
