@@ -65,7 +65,8 @@ def _add_model_options(parser: argparse.ArgumentParser, modality_required: bool 
         default=None,
         help="float32 is exact (default); bfloat16/float16 are faster, ~1e-3 off",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="items per forward pass (default: 32)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="items per forward pass (default: the modality's own)")  # fmt: skip
     parser.add_argument(
         "--workers",
         type=int,
@@ -202,7 +203,9 @@ def _iter_inputs(modality_encoder: type, targets: Sequence[str]) -> Iterator[Ite
 
 
 def _encoder_options(args: argparse.Namespace) -> dict[str, object]:
-    options: dict[str, object] = {"batch_size": args.batch_size}
+    options: dict[str, object] = {}
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
     if args.trust_remote_code:
         options["trust_remote_code"] = True
     if args.workers is not None:
@@ -240,7 +243,7 @@ def _check_targets(targets: Sequence[str]) -> None:
 
 
 def _check_model_options(args: argparse.Namespace) -> None:
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")

@@ -95,10 +95,14 @@ class AudioEncoder(Encoder):
         *,
         trust_remote_code: bool = False,
         normalize: bool = True,
-        batch_size: int = 8,
+        batch_size: int | None = None,
         workers: int | None = None,
     ) -> AudioEncoder:
-        """Load only what embedding needs: the feature extractor and the encoder half of Whisper."""
+        """Load only what embedding needs: the feature extractor and the encoder half of Whisper.
+
+        ``batch_size`` defaults to 1 clip per forward on CPU, where batching 1500-frame windows only
+        adds memory traffic (measured 0.88x of clip-by-clip at 8), and 8 on accelerators.
+        """
         from transformers import AutoFeatureExtractor, AutoModel
 
         try:
@@ -114,7 +118,7 @@ class AudioEncoder(Encoder):
             model_id=model.model_id,
             policy=policy,
             normalize=normalize,
-            batch_size=batch_size,
+            batch_size=batch_size or (1 if policy.device.type == "cpu" else 8),
             workers=workers,
         )
 
