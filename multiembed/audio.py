@@ -39,10 +39,11 @@ def _as_float(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False)
 
 
-def _decode_container(data: bytes) -> tuple[np.ndarray, int]:
+def _decode_container(source: bytes | Path) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream of bytes or a file (a file is streamed, not read whole)."""
     av = require("av", "audio")
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
             if not container.streams.audio:
                 raise InputError("no audio stream in the file")
             stream = container.streams.audio[0]

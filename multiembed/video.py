@@ -120,9 +120,8 @@ def read_video(
             raise InputError(f"corrupt video ({type(error).__name__}: {error})") from None
     sound = None
     if audio_rate is not None:
-        data = bytes(value) if not isinstance(value, Path) else value.read_bytes()
         try:
-            samples, rate = _decode_container(data)
+            samples, rate = _decode_container(value if isinstance(value, Path) else bytes(value))
             sound = resample(samples, rate, audio_rate)
         except InputError:
             sound = None  # no (decodable) sound track: the caller uses silence
