@@ -50,7 +50,8 @@ def write_video(path: Path, frames: int, fps: int = 8, size: int = 64, audio: bo
     """Frame i is flat grey at frame_level(i) (i < 20), so a test can read which frame it got."""
     import av
 
-    codec, audio_codec = ("libvpx-vp9", "libopus") if path.suffix == ".webm" else ("libx264", "aac")
+    codecs = {".webm": ("libvpx-vp9", "libopus"), ".avi": ("mpeg4", "mp3")}
+    codec, audio_codec = codecs.get(path.suffix, ("libx264", "aac"))
     with av.open(str(path), "w") as container:
         video = container.add_stream(codec, rate=fps)
         video.width = video.height = size

@@ -26,14 +26,17 @@ def sampled_indices(images: list[np.ndarray]) -> list[int]:
 @pytest.mark.parametrize(("suffix", "frames", "count", "expected"), [
     (".mp4", 64, 16, [(4 * i + 2) % 20 for i in range(16)]),   # centres of 16 slices of 64 frames
     (".webm", 40, 8, [(5 * i + 2) % 20 for i in range(8)]),
+    (".mov", 40, 8, [(5 * i + 2) % 20 for i in range(8)]),
+    (".avi", 40, 8, [(5 * i + 2) % 20 for i in range(8)]),
     (".mp4", 3, 8, [0, 0, 0, 1, 1, 2, 2, 2]),                     # shorter than the sample: repeats
 ])  # fmt: skip
 def test_frames_are_sampled_uniformly_by_time(tmp_path, suffix, frames, count, expected):
-    path = write_video(tmp_path / f"v{suffix}", frames, audio=suffix == ".mp4")
+    with_sound = suffix in (".mp4", ".mov")
+    path = write_video(tmp_path / f"v{suffix}", frames, audio=with_sound)
     images, sound = read_video(path, count, audio_rate=16000)
     assert len(images) == count and images[0].shape == (64, 64, 3)
     assert sampled_indices(images) == expected
-    assert (sound is not None) == (suffix == ".mp4")
+    assert (sound is not None) == with_sound
 
 
 def test_levels_are_distinct():
