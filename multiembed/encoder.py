@@ -1,6 +1,6 @@
 """The Encoder base: the shared pipeline every modality plugs its few differing stages into.
 
-A modality writes ``load`` (one item -> raw value, or :class:`InputError`), ``preprocess`` (raw values
+A modality writes ``loader`` (one item -> raw value, or :class:`InputError`), ``preprocess`` (raw values
 -> model batch) and ``forward`` (batch -> hidden states + mask), and picks a pooling. Everything
 else lives here once: device/dtype placement, ``torch.inference_mode``, size-ordered batching with
 the input order restored, pooling, L2 normalisation, the progress bar and per-item error isolation
@@ -13,7 +13,6 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -112,15 +111,15 @@ class Encoder(ABC):
 
     # ---- stages a modality writes -----------------------------------------------------------
     @abstractmethod
-    def load(self, value: Any, role: Role) -> Loaded:
-        """Decode one input; raise :class:`InputError` with the reason if it cannot be used."""
-
     def loader(self, role: Role) -> Callable[[Any], Loaded]:
-        """The load stage as a standalone callable, run in worker processes when ``workers`` > 0.
+        """The load stage: a callable that decodes one input or raises :class:`InputError`.
 
-        Modalities that decode in workers return an object holding no model (it is pickled).
+        It must hold no model: it is sent to worker processes when ``workers`` > 0.
         """
-        return partial(self.load, role=role)
+
+    def load(self, value: Any, role: Role) -> Loaded:
+        """Decode one input in this process (what the workers do, for one item)."""
+        return self.loader(role)(value)
 
     @abstractmethod
     def preprocess(self, raws: list[Any], role: Role) -> Any:

@@ -125,9 +125,6 @@ class AudioEncoder(Encoder):
     def loader(self, role: Role) -> AudioLoader:
         return self._loader
 
-    def load(self, value: Any, role: Role) -> Loaded:
-        return self._loader(value)
-
     def size_of(self, raw: WhisperWindows) -> int:
         return int(raw.frames.sum())
 

@@ -25,7 +25,6 @@ from multiembed.extras import require
 from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
 from multiembed.models import ResolvedModel, hub_offline
 from multiembed.registry import ModalitySpec, ModelInfo, register
-from multiembed.sources import Loaded
 
 IMAGE_MODELS = (
     ModelInfo(
@@ -235,9 +234,6 @@ class ImageEncoder(Encoder):
 
     def loader(self, role: Role) -> ImageLoader:
         return self._loader
-
-    def load(self, value: Any, role: Role) -> Loaded:
-        return self._loader(value)
 
     def preprocess(self, raws: list[np.ndarray], role: Role) -> torch.Tensor:
         return torch.from_numpy(np.stack(raws)).contiguous(memory_format=torch.channels_last)

@@ -113,9 +113,6 @@ class ImageTextEncoder(Encoder):
     def loader(self, role: Role) -> Callable[[Any], Loaded]:
         return load_text if role == "query" else self._image_loader
 
-    def load(self, value: Any, role: Role) -> Loaded:
-        return self.loader(role)(value)
-
     def size_of(self, raw: Any) -> int:
         return len(raw) if isinstance(raw, str) else 0
 

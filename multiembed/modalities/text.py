@@ -9,7 +9,7 @@ any modules after Pooling (Dense projections) still run. The vectors therefore e
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -155,8 +155,8 @@ class TextEncoder(Encoder):
         )
 
     # ---- stages -----------------------------------------------------------------------------
-    def load(self, value: Any, role: Role) -> Loaded:
-        return load_text(value)
+    def loader(self, role: Role) -> Callable[[Any], Loaded]:
+        return load_text
 
     def size_of(self, raw: str) -> int:
         return len(raw)

@@ -185,9 +185,6 @@ class PerceiverVideoEncoder(VideoEncoder):
     def loader(self, role: Role) -> PerceiverLoader:
         return self._loader
 
-    def load(self, value: Any, role: Role) -> Loaded:
-        return self._loader(value)
-
     def preprocess(self, raws: list[PerceiverClip], role: Role) -> dict[str, torch.Tensor]:
         labels = self.module.config.num_labels if hasattr(self.module.config, "num_labels") else 700
         return {
@@ -232,9 +229,6 @@ class ClipVideoEncoder(VideoEncoder):
 
     def loader(self, role: Role) -> Any:
         return load_text if role == "query" else self._loader
-
-    def load(self, value: Any, role: Role) -> Loaded:
-        return self.loader(role)(value)
 
     def preprocess(self, raws: list[Any], role: Role) -> dict[str, torch.Tensor]:
         if role == "query":
