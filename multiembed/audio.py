@@ -16,7 +16,7 @@ import numpy as np
 
 from multiembed.errors import InputError
 from multiembed.extras import require
-from multiembed.sources import sha256_hex
+from multiembed.sources import read_bytes, sha256_hex
 
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"})
@@ -67,10 +67,7 @@ def _decode_container(source: bytes | Path) -> tuple[np.ndarray, int]:
 def load_audio(value: Any, target_rate: int) -> tuple[np.ndarray, str]:
     """Mono float32 samples at ``target_rate`` and the item's content key."""
     if isinstance(value, (str, Path)):
-        try:
-            value = Path(value).read_bytes()
-        except OSError as error:
-            raise InputError(f"cannot read file ({error.strerror or error})") from None
+        value = read_bytes(Path(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         if not data:

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from multiembed import load
-from multiembed.embeddings import Embeddings
+from multiembed.embeddings import Embeddings, ItemError
 from multiembed.errors import MultiembedError
 from multiembed.milvus import DEFAULT_URI
 from multiembed.output import FORMATS, format_for, write_embeddings
@@ -249,9 +249,13 @@ def _check_model_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--workers must be >= 0, got {args.workers}")
 
 
-def _report(result: Embeddings, seconds: float, output: Path) -> int:
-    for error in result.errors:
+def _print_failures(errors: Sequence[ItemError]) -> None:
+    for error in errors:
         print(f"failed: {error.source}: {error.reason}", file=sys.stderr)
+
+
+def _report(result: Embeddings, seconds: float, output: Path) -> int:
+    _print_failures(result.errors)
     print(
         f"embedded {len(result)} of {result.total} items, {len(result.errors)} failed, "
         f"in {seconds:.1f}s with {result.model} -> {output}",
@@ -316,7 +320,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             _iter_inputs(spec.encoder_class, args.inputs), " ".join(args.inputs), spec.extensions
         )
         added = skipped = 0
-        errors = []
+        errors: list[ItemError] = []
         for part in store.iter_add(items, progress=None if not args.quiet else False):
             added, skipped = added + len(part), skipped + len(part.skipped)
             errors.extend(part.errors)
@@ -325,8 +329,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                     f"stored {len(part)} rows (added {added}, skipped {skipped})", file=sys.stderr, flush=True
                 )
         total = store.count()
-    for error in errors:
-        print(f"failed: {error.source}: {error.reason}", file=sys.stderr)
+    _print_failures(errors)
     print(
         f"added {added}, skipped {skipped} already stored, {len(errors)} failed, in "
         f"{time.perf_counter() - started:.1f}s -> {args.uri} collection {args.collection!r} ({total} rows)",

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from multiembed.errors import InputError
-from multiembed.sources import Loaded, sha256_hex
+from multiembed.sources import Loaded, read_bytes, sha256_hex
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
@@ -37,13 +37,6 @@ class ImageLimits:
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = MIN_SIDE
-
-
-def _read(value: Path) -> bytes:
-    try:
-        return value.read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read file ({error.strerror or error})") from None
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:
@@ -117,7 +110,7 @@ def load_image(value: Any, limits: ImageLimits = ImageLimits()) -> tuple[Image.I
     if isinstance(value, str):
         value = Path(value)
     if isinstance(value, Path):
-        value = _read(value)
+        value = read_bytes(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return _to_rgb(_decode(data, limits)), sha256_hex(data)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from multiembed.errors import InputError
+
 
 @dataclass(frozen=True)
 class Item:
@@ -38,6 +40,19 @@ def as_items(inputs: Iterable[Any]) -> Iterator[Item]:
             yield Item(str(value), value)
         else:
             yield Item(f"#{position}", value)
+
+
+def unreadable(error: OSError) -> InputError:
+    """The per-item error for a file that exists in the input but cannot be read."""
+    return InputError(f"cannot read file ({error.strerror or error})")
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, or the InputError that names why it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise unreadable(error) from None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -6,16 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from multiembed.errors import InputError
-from multiembed.sources import Loaded, sha256_hex
+from multiembed.sources import Loaded, read_bytes, sha256_hex
 
 
 def load_text(value: Any) -> Loaded:
     """Accept str, UTF-8 bytes or a path to a text file; empty text is an error, not a vector."""
     if isinstance(value, Path):
-        try:
-            value = value.read_bytes()
-        except OSError as error:
-            raise InputError(f"cannot read file ({error.strerror or error})") from None
+        value = read_bytes(value)
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")

@@ -22,6 +22,7 @@ import numpy as np
 from multiembed.audio import VIDEO_EXTENSIONS, _decode_container, resample
 from multiembed.errors import InputError
 from multiembed.extras import require
+from multiembed.sources import unreadable
 
 __all__ = ["VIDEO_EXTENSIONS", "frame_times", "read_video", "video_key"]
 
@@ -36,7 +37,7 @@ def video_key(value: Any) -> str:
             for chunk in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(chunk)
     except OSError as error:
-        raise InputError(f"cannot read file ({error.strerror or error})") from None
+        raise unreadable(error) from None
     return digest.hexdigest()
 
 
