@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from multiembed import MilvusStore
+from multiembed.sources import expand
 
 
 def main() -> None:
@@ -25,10 +26,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5)
     args = parser.parse_args()
 
-    from multiembed.modalities.audio import AudioEncoder
-
     with MilvusStore(args.uri, "sounds", modality="audio", model=args.model) as store:
-        report = store.add(AudioEncoder.expand_input(args.clips))
+        report = store.add(expand("audio", args.clips))
         print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
         for error in report.errors:
             print(f"  skipped {error.source}: {error.reason}")

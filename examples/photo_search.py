@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from multiembed import MilvusStore
+from multiembed.sources import expand
 
 
 def main() -> None:
@@ -25,10 +26,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5)
     args = parser.parse_args()
 
-    from multiembed.modalities.image_text import ImageTextEncoder
-
     with MilvusStore(args.uri, "photos", modality="image-text", model=args.model) as store:
-        report = store.add(ImageTextEncoder.expand_input(args.photos))
+        report = store.add(expand("image-text", args.photos))
         print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
         for error in report.errors:
             print(f"  skipped {error.source}: {error.reason}")

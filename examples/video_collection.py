@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from multiembed import MilvusStore
+from multiembed.sources import expand
 
 
 def main() -> None:
@@ -28,10 +29,8 @@ def main() -> None:
     if (args.query is None) == (args.like is None):
         parser.error("give a query in words or --like VIDEO")
 
-    from multiembed.modalities.video import VideoEncoder
-
     with MilvusStore(args.uri, "videos", modality="video", model=args.model) as store:
-        report = store.add(VideoEncoder.expand_input(args.videos))
+        report = store.add(expand("video", args.videos))
         print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
         for error in report.errors:
             print(f"  skipped {error.source}: {error.reason}")

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -16,18 +17,21 @@ from multiembed.embeddings import Embeddings, ItemError
 from multiembed.encoder import Encoder
 from multiembed.errors import (
     BackendError,
+    ConfigError,
     InputError,
     ModelNotFoundError,
     MultiembedError,
     SchemaMismatchError,
 )
-from multiembed.models import resolve_model
+from multiembed.models import resolve_model, weights_fingerprint
+from multiembed.outputs import OutputSpec
 from multiembed.registry import ModalitySpec, ModelInfo, get, list_modalities
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "ConfigError",
     "DevicePolicy",
     "Embeddings",
     "Encoder",
@@ -38,10 +42,12 @@ __all__ = [
     "ModelInfo",
     "ModelNotFoundError",
     "MultiembedError",
+    "OutputSpec",
     "SchemaMismatchError",
     "get",
     "list_modalities",
     "load",
+    "options_of",
 ]
 
 
@@ -66,6 +72,26 @@ def load(
     The device and dtype are checked before any weights are read, so a bad request fails fast.
     """
     spec = get(modality)
+    _check_options(spec, options)
     policy = DevicePolicy.resolve(device, dtype)
     resolved = resolve_model(spec, model)
-    return spec.encoder_class.from_pretrained(resolved, policy, **options)
+    encoder = spec.encoder_class.from_pretrained(resolved, policy, **options)
+    encoder.weights = weights_fingerprint(resolved.path)
+    return encoder
+
+
+def options_of(spec: ModalitySpec) -> list[str]:
+    """The keyword options ``load()`` takes for a modality (besides model, device and dtype)."""
+    parameters = inspect.signature(spec.encoder_class.from_pretrained).parameters.values()
+    return sorted(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _check_options(spec: ModalitySpec, options: dict[str, Any]) -> None:
+    """An option the modality doesn't take is named with the valid ones, before any weights are read."""
+    valid = options_of(spec)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"modality {spec.name!r} does not take {', '.join(map(repr, unknown))}; "
+            f"its options are: {', '.join(valid) or 'none'}"
+        )

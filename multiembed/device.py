@@ -63,6 +63,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name users pass for a dtype ("float32", "bfloat16", "float16"), as recorded in identities."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """Turn a dtype name into a torch dtype; None means exact float32."""
     if dtype is None:
@@ -134,4 +139,4 @@ class DevicePolicy:
         return batch
 
     def __str__(self) -> str:
-        return f"{self.device} {str(self.dtype).removeprefix('torch.')}"
+        return f"{self.device} {dtype_name(self.dtype)}"

@@ -1,37 +1,44 @@
 """The Encoder base: the shared pipeline every modality plugs its few differing stages into.
 
 A modality writes ``loader`` (one item -> raw value, or :class:`InputError`), ``preprocess`` (raw values
--> model batch) and ``forward`` (batch -> hidden states + mask), and picks a pooling. Everything
-else lives here once: device/dtype placement, ``torch.inference_mode``, size-ordered batching with
-the input order restored, pooling, L2 normalisation, the progress bar and per-item error isolation
-(one bad item is reported and skipped; the rest of the batch still gets its vectors).
+-> model batch) and ``forward`` (batch -> hidden states + mask), and picks a pooling; the role
+(``document`` / ``query``) is handed to every stage, so none has to guess it. It declares its
+``outputs`` (dense, sparse or multi-vector) and its identity (``identity_options`` / ``details``),
+which ``config()`` turns into the record saved with collections and files. Everything else lives
+here once: device/dtype placement, ``torch.inference_mode``, size-ordered batching with the input
+order restored, L2 normalisation, the conversion of each output kind, the progress bar and per-item
+error isolation (one bad item is reported and skipped; a model that fails on every item stops the run).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from multiembed.batching import chunked, longest_first, windows
-from multiembed.device import DevicePolicy
+from multiembed.device import DevicePolicy, dtype_name
 from multiembed.embeddings import Embeddings, ItemError
-from multiembed.errors import BackendError, InputError
+from multiembed.errors import BackendError, ConfigError, InputError
 from multiembed.models import ResolvedModel
+from multiembed.outputs import OutputSpec, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
-from multiembed.sources import Item, Loaded, as_items, read_lines, walk_files
+from multiembed.sources import Item, Loaded, as_items
 from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
 
 Role = Literal["document", "query"]
 #: given the keys of a window's items, returns those that must not be embedded (already stored)
 KeyFilter = Callable[[Sequence[str]], Collection[str]]
+#: one item's vectors: output name -> its row (dense vector, 1-row CSR, or a matrix)
+ItemVectors = dict[str, Any]
+#: how many single items in a row may fail with the same reason before the run is stopped
+SYSTEMIC_AFTER = 3
 
 
 @dataclass
@@ -49,6 +56,35 @@ class _Entry(NamedTuple):
     loaded: Loaded
 
 
+class _FailureWatch:
+    """Tells an item's own failure from a failure of the model itself.
+
+    A model that cannot run (a shape bug, a lost GPU) fails on every item with the same reason;
+    splitting batches down to single items would then report n "bad items" and go on. Once
+    :data:`SYSTEMIC_AFTER` single items in a row (two before anything has worked) fail with the same
+    reason, the run stops with that error instead.
+    """
+
+    def __init__(self) -> None:
+        self.succeeded = False
+        self.reason: str | None = None
+        self.count = 0
+
+    def success(self) -> None:
+        self.succeeded, self.reason, self.count = True, None, 0
+
+    def failure(self, reason: str) -> None:
+        self.count = self.count + 1 if reason == self.reason else 1
+        self.reason = reason
+        if self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
+            raise BackendError(f"the model fails on every item, stopping the run: {reason}")
+
+
+def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
+    """The same dict as JSON would give it back (tuples become lists), so saved and live compare equal."""
+    return dict(json.loads(json.dumps(value, default=str)))
+
+
 class Encoder(ABC):
     """Base class of every modality's encoder; see the module docstring for the contract."""
 
@@ -60,6 +96,8 @@ class Encoder(ABC):
     sort_window_batches: ClassVar[int] = 64
     #: whether a plain string query means text (text, CLIP) rather than a file path
     accepts_text_queries: ClassVar[bool] = False
+    #: whether documents are texts (then a collection can also keep them for Milvus' BM25)
+    documents_are_text: ClassVar[bool] = False
     #: modalities whose decoding is costly (images, audio, video) get worker processes by default
     decodes_in_workers: ClassVar[bool] = False
 
@@ -75,10 +113,10 @@ class Encoder(ABC):
     ) -> None:
         if workers is None:
             workers = default_workers(policy.device.type) if self.decodes_in_workers else 0
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if workers < 0:
-            raise ValueError(f"workers must be >= 0, got {workers}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not isinstance(workers, int) or workers < 0:
+            raise ConfigError(f"workers must be an integer >= 0, got {workers!r}")
         self.model_id = model_id
         self._dim = dim
         self.policy = policy
@@ -86,6 +124,8 @@ class Encoder(ABC):
         self.batch_size = batch_size
         #: processes that run ``loader`` ahead of the model; 0 loads in the calling process
         self.workers = workers
+        #: a fingerprint of the weights files (set by :func:`multiembed.load`), part of the identity
+        self.weights: str | None = None
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -95,13 +135,41 @@ class Encoder(ABC):
 
     # ---- identity -------------------------------------------------------------------------
     @property
+    def outputs(self) -> tuple[OutputSpec, ...]:
+        """What this encoder emits per item; one dense vector unless a modality says otherwise."""
+        return (OutputSpec("dense", "dense", self._dim, self.metric),)
+
+    @property
     def dim(self) -> int:
-        """Length of every vector this encoder emits."""
-        return self._dim
+        """Length of the primary output (the only one for dense encoders)."""
+        return self.outputs[0].dim
 
     @property
     def device(self) -> torch.device:
         return self.policy.device
+
+    def identity_options(self) -> dict[str, Any]:
+        """The ``load()`` keyword options that change the vectors; passing them back rebuilds this encoder."""
+        return {"normalize": self.normalize_embeddings}
+
+    def details(self) -> dict[str, Any]:
+        """Settings that follow from the weights (pooling, transforms, rates): recorded and compared."""
+        return {"pooling": self.pooling}
+
+    def config(self) -> dict[str, Any]:
+        """Everything that changes the vectors, JSON-able: saved with collections and files."""
+        return _json_safe(
+            {
+                "modality": self.modality,
+                "model": self.model_id,
+                "weights": self.weights,
+                "dtype": dtype_name(self.policy.dtype),
+                "backend": "torch",
+                "outputs": [spec.describe() for spec in self.outputs],
+                "options": self.identity_options(),
+                "details": self.details(),
+            }
+        )
 
     def __repr__(self) -> str:
         return (
@@ -123,79 +191,75 @@ class Encoder(ABC):
 
     @abstractmethod
     def preprocess(self, raws: list[Any], role: Role) -> Any:
-        """Turn decoded items into one model batch (tensors, or a dict of them) on the CPU."""
+        """Turn decoded items into one model batch (tensors, or a dict of them) on the CPU.
+
+        Plain Python values in the batch (counts, lists) stay on the CPU; only tensors are moved.
+        """
 
     @abstractmethod
-    def forward(self, batch: Any) -> ModelOutput:
+    def forward(self, batch: Any, role: Role) -> ModelOutput:
         """Run the model on a batch already on the device."""
 
-    def pool(self, output: ModelOutput, batch: Any) -> torch.Tensor:
-        """One vector per item; by default the class's ``pooling`` over the real positions."""
+    def pool(self, output: ModelOutput, batch: Any, role: Role) -> torch.Tensor | dict[str, Any]:
+        """Per item: one tensor (the primary dense output), or ``{output name: value}`` for several.
+
+        By default the class's ``pooling`` over the real positions.
+        """
         return get_pooler(self.pooling)(output.hidden, output.mask)
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
-        """L2-normalise (the default) so cosine, inner product and Milvus COSINE agree."""
+        """L2-normalise dense outputs (the default) so cosine, inner product and Milvus COSINE agree."""
         return l2_normalize(vectors) if self.normalize_embeddings else vectors
 
     def size_of(self, raw: Any) -> int:
         """Cost estimate used to group similar items into batches; 0 keeps the input order."""
         return 0
 
-    # ---- inputs from the command line -------------------------------------------------------
-    extensions: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def expand_input(cls, target: str) -> Iterator[Item]:
-        """Items for one CLI argument: a folder (recursive, by extension), a file, or ``-``."""
-        if target == "-":
-            yield from cls.items_from_stdin()
-            return
-        path = Path(target)
-        if path.is_dir():
-            for file in walk_files(path, cls.extensions):
-                yield Item(str(file), file)
-        elif path.is_file():
-            yield from cls.items_from_file(path)
-        else:
-            raise FileNotFoundError(f"no such file or directory: {target}")
-
-    @classmethod
-    def items_from_file(cls, path: Path) -> Iterator[Item]:
-        """A file named on the command line is one item (text overrides: one per line)."""
-        yield Item(str(path), path)
-
-    @classmethod
-    def items_from_stdin(cls) -> Iterator[Item]:
-        """``-`` reads one path per line (text overrides: one text per line)."""
-        for item in read_lines(sys.stdin.buffer, "stdin"):
-            value = item.value
-            path = Path(value if isinstance(value, str) else value.decode("utf-8", "replace"))
-            yield Item(str(path), path)
-
     # ---- the shared pipeline ------------------------------------------------------------------
-    def _embed(self, raws: list[Any], role: Role) -> np.ndarray:
+    def _embed(self, raws: list[Any], role: Role) -> list[ItemVectors]:
         batch = self.policy.move(self.preprocess(raws, role))
         with self.policy.inference():
-            output = self.forward(batch)
-            vectors = self.normalize(self.pool(output, batch).float())
-        return vectors.cpu().numpy().astype(np.float32, copy=False)
+            output = self.forward(batch, role)
+            pooled = self.pool(output, batch, role)
+            values = pooled if isinstance(pooled, dict) else {self.outputs[0].name: pooled}
+            columns: dict[str, list[Any]] = {}
+            for spec in self.outputs:
+                if spec.name not in values:
+                    raise BackendError(f"{type(self).__name__}.pool gave no {spec.name!r} output")
+                value = values[spec.name]
+                if spec.kind == "dense" and isinstance(value, torch.Tensor):
+                    value = self.normalize(value.float())
+                columns[spec.name] = split_rows(spec, value, len(raws))
+        return [{name: rows[index] for name, rows in columns.items()} for index in range(len(raws))]
 
-    def _embed_isolated(self, entries: Sequence[_Entry], role: Role) -> list[np.ndarray | str]:
+    def _embed_isolated(
+        self, entries: Sequence[_Entry], role: Role, watch: _FailureWatch
+    ) -> list[ItemVectors | str]:
         """Vectors for a batch; a failing batch is split until the failing items are found."""
         try:
-            return list(self._embed([entry.loaded.raw for entry in entries], role))
+            results: list[ItemVectors | str] = list(
+                self._embed([entry.loaded.raw for entry in entries], role)
+            )
+            watch.success()
+            return results
         except (BackendError, KeyboardInterrupt):
             raise
         except torch.OutOfMemoryError:
             if len(entries) == 1:
-                raise
+                raise BackendError(f"out of memory on {self.device} for a single item") from None
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         except Exception as error:
+            if _is_device_failure(error):
+                raise BackendError(f"{self.device} failed: {error}") from None
             if len(entries) == 1:
-                return [failure_reason(error)]
+                reason = failure_reason(error)
+                watch.failure(reason)
+                return [reason]
         half = len(entries) // 2
-        return self._embed_isolated(entries[:half], role) + self._embed_isolated(entries[half:], role)
+        return self._embed_isolated(entries[:half], role, watch) + self._embed_isolated(
+            entries[half:], role, watch
+        )
 
     def _load_stream(
         self, items: Iterable[Item], role: Role, batch_size: int, total: int | None
@@ -213,6 +277,7 @@ class Encoder(ABC):
         role: Role,
         batch_size: int,
         bar: tqdm,
+        watch: _FailureWatch,
         skip_keys: KeyFilter | None = None,
         keep_raw: bool = False,
     ) -> Embeddings:
@@ -223,10 +288,10 @@ class Encoder(ABC):
         entries, skipped = self._drop_known(entries, skip_keys)
         bar.update(len(errors) + len(skipped))
         ordered = [entries[i] for i in longest_first([self.size_of(e.loaded.raw) for e in entries])]
-        results: dict[int, np.ndarray] = {}
+        results: dict[int, ItemVectors] = {}
         keyed: dict[int, _Entry] = {}
         for batch in chunked(ordered, batch_size):
-            for entry, result in zip(batch, self._embed_isolated(batch, role), strict=True):
+            for entry, result in zip(batch, self._embed_isolated(batch, role, watch), strict=True):
                 if isinstance(result, str):
                     errors.append(ItemError(entry.position, entry.item.source, result))
                 else:
@@ -235,19 +300,22 @@ class Encoder(ABC):
             bar.update(len(batch))
         positions = sorted(results)
         return Embeddings(
-            vectors=np.stack([results[p] for p in positions])
-            if positions
-            else np.zeros((0, self.dim), dtype=np.float32),
+            outputs={
+                spec.name: stack_rows(spec, [results[p][spec.name] for p in positions])
+                for spec in self.outputs
+            },
+            specs=self.outputs,
             ids=[keyed[p].loaded.key for p in positions],
             sources=[keyed[p].item.source for p in positions],
             indices=positions,
             errors=sorted(errors, key=lambda error: error.index),
             skipped=skipped,
             raws=[keyed[p].loaded.raw for p in positions] if keep_raw else [],
-            modality=self.modality,
-            model=self.model_id,
-            metric=self.metric,
+            **self._identity(),
         )
+
+    def _identity(self) -> dict[str, Any]:
+        return {"modality": self.modality, "model": self.model_id, "config": self.config()}
 
     @staticmethod
     def _drop_known(entries: list[_Entry], skip_keys: KeyFilter | None) -> tuple[list[_Entry], list[str]]:
@@ -274,15 +342,23 @@ class Encoder(ABC):
         progress: bool | None = None,
         skip_keys: KeyFilter | None = None,
         keep_raw: bool = False,
+        total: int | None = None,
     ) -> Iterator[Embeddings]:
         """Encode a stream window by window, so memory stays flat however many items come.
 
         ``skip_keys`` lets a store leave out items it already holds before the model runs; the
         next window is read only after the caller has handled (e.g. stored) the previous one.
+        ``total`` sizes the progress bar when ``inputs`` has no length but the count is known.
         """
+        if role not in ("document", "query"):
+            raise ConfigError(f"role must be 'document' or 'query', not {role!r}")
         batch_size = batch_size or self.batch_size
-        total = len(inputs) if isinstance(inputs, Sized) else None
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if total is None and isinstance(inputs, Sized):
+            total = len(inputs)
         window = batch_size * self.sort_window_batches
+        watch = _FailureWatch()
         with tqdm(
             total=total,
             desc=f"{self.modality} {role}s",
@@ -295,7 +371,7 @@ class Encoder(ABC):
             stream = self._load_stream(as_items(inputs), role, batch_size, total)
             numbered = ((position, item, loaded) for position, (item, loaded) in enumerate(stream))
             for chunk in windows(numbered, window):
-                yield self._encode_window(chunk, role, batch_size, bar, skip_keys, keep_raw)
+                yield self._encode_window(chunk, role, batch_size, bar, watch, skip_keys, keep_raw)
 
     def encode(
         self,
@@ -310,25 +386,47 @@ class Encoder(ABC):
         ``progress=None`` shows a bar on stderr only when it is a terminal.
         """
         parts = list(self.iter_encode(inputs, role=role, batch_size=batch_size, progress=progress))
-        return Embeddings.concat(
-            parts, dim=self.dim, modality=self.modality, model=self.model_id, metric=self.metric
-        )
+        return Embeddings.concat(parts, specs=self.outputs, **self._identity())
 
     # ---- the pymilvus.model surface ------------------------------------------------------------
-    def _encode_strict(self, inputs: Iterable[Any], role: Role) -> list[np.ndarray]:
+    def _encode_strict(self, inputs: Iterable[Any], role: Role) -> Any:
         result = self.encode(list(inputs), role=role, progress=False)
         if result.errors:
             first = result.errors[0]
             raise InputError(first.reason, first.source)
-        return list(result.vectors)
+        surfaced = {spec.name: _surface(spec, result.outputs[spec.name]) for spec in self.outputs}
+        return surfaced[self.outputs[0].name] if len(self.outputs) == 1 else surfaced
 
-    def encode_documents(self, documents: Iterable[Any]) -> list[np.ndarray]:
-        """One vector per document, as pymilvus.model does; raises InputError on a bad item."""
+    def encode_documents(self, documents: Iterable[Any]) -> Any:
+        """As pymilvus.model does: a list of vectors (dense), a CSR array (sparse), a dict (several outputs).
+
+        Raises InputError naming the first bad item.
+        """
         return self._encode_strict(documents, "document")
 
-    def encode_queries(self, queries: Iterable[Any]) -> list[np.ndarray]:
-        """One vector per query (with the model's query instruction, if it has one)."""
+    def encode_queries(self, queries: Iterable[Any]) -> Any:
+        """Like ``encode_documents``, with the model's query instruction/tower, if it has one."""
         return self._encode_strict(queries, "query")
 
-    def __call__(self, inputs: Iterable[Any]) -> list[np.ndarray]:
+    def __call__(self, inputs: Iterable[Any]) -> Any:
         return self.encode_documents(inputs)
+
+
+def _surface(spec: OutputSpec, column: Any) -> Any:
+    """pymilvus.model's return types: dense -> list of 1-D arrays, sparse -> ``csr_array``, multi -> list."""
+    if spec.kind == "dense":
+        return list(column)
+    if spec.kind == "sparse":
+        import scipy.sparse as sp
+
+        return sp.csr_array(column)
+    return list(column)
+
+
+def _is_device_failure(error: Exception) -> bool:
+    """A CUDA/accelerator error poisons every later batch: it is never one item's fault."""
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    if accelerator_error is not None and isinstance(error, accelerator_error):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)

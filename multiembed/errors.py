@@ -26,3 +26,10 @@ class BackendError(MultiembedError):
 
 class SchemaMismatchError(MultiembedError):
     """A collection was built with another model, dim or metric than the encoder now in use."""
+
+
+class ConfigError(MultiembedError, ValueError):
+    """An option the caller passed is invalid (unknown name, out of range, unknown format).
+
+    It is also a ``ValueError``, so code that caught the built-in error for bad arguments still works.
+    """

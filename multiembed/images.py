@@ -8,9 +8,11 @@ applied; palette, grey, alpha, CMYK and 16-bit images become 8-bit RGB (alpha ov
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,34 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 DEFAULT_MAX_PIXELS = 178_956_970
 MIN_SIDE = 2
 
-# A truncated file must be an error, never a silently grey-padded image.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+#: what an image processor's saved settings say about the pixels a model sees (its identity)
+_PROCESSOR_KEYS = (
+    "do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor",
+    "do_normalize", "image_mean", "image_std", "do_convert_rgb", "crop_pct",
+)  # fmt: skip
+_truncation_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _refuse_truncated() -> Iterator[None]:
+    """A truncated file must be an error, never a silently grey-padded image.
+
+    PIL's switch is process-wide; the host application may have turned it on for its own reasons,
+    so it is forced off only while multiembed decodes, and put back afterwards.
+    """
+    with _truncation_lock:
+        previous = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def processor_summary(processor: Any) -> dict[str, Any]:
+    """The settings of a Hugging Face image processor that change its output, JSON-able."""
+    settings = processor.to_dict() if hasattr(processor, "to_dict") else {}
+    return {key: settings[key] for key in _PROCESSOR_KEYS if key in settings}
 
 
 @dataclass(frozen=True)
@@ -92,7 +120,8 @@ def _decode(data: bytes, limits: ImageLimits) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             _check_size(*image.size, limits)  # header only: refuse bombs before decoding pixels
             image.seek(0)  # GIF / multi-page TIFF: the first frame
-            image.load()
+            with _refuse_truncated():
+                image.load()
     except InputError:
         raise
     except UnidentifiedImageError:

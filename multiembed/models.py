@@ -8,14 +8,17 @@ to pass a local directory, instead of a stack trace from the hub client.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from multiembed.errors import ModelNotFoundError
+from multiembed.errors import ModelNotFoundError, MultiembedError
 from multiembed.registry import ModalitySpec, ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -107,3 +110,63 @@ def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
         )
     hub_id = info.hub_id if info is not None else name
     return ResolvedModel(hub_id, download_from_hub(hub_id), info)
+
+
+@contextlib.contextmanager
+def loading(model_id: str, what: str) -> Iterator[None]:
+    """Any failure while reading a model becomes one :class:`ModelNotFoundError` naming it.
+
+    Libraries raise anything from ``OSError`` to ``KeyError`` for a damaged or foreign directory;
+    the user needs one line saying which model could not be loaded as what, and why.
+    """
+    try:
+        yield
+    except MultiembedError:
+        raise
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ModelNotFoundError(
+            f"{model_id}: cannot load as {what} ({type(error).__name__}: {first_line})"
+        ) from None
+
+
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".msgpack", ".h5"})
+_SAMPLE = 1 << 20
+_MAX_WEIGHT_FILES = 256
+
+
+def _weight_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    files = (
+        file
+        for file in sorted(path.rglob("*"))
+        if file.suffix.lower() in WEIGHT_SUFFIXES
+        and not any(part.startswith(".") for part in file.relative_to(path).parts)
+    )
+    return [file for _, file in zip(range(_MAX_WEIGHT_FILES), files, strict=False) if file.is_file()]
+
+
+def weights_fingerprint(path: str) -> str | None:
+    """A cheap fingerprint of the weights at ``path``: names, sizes, first and last MiB of each file.
+
+    It identifies the weights wherever they are moved, without hashing gigabytes; changed weights
+    (a fine-tune, another checkpoint) change their first bytes. None when there is nothing to hash.
+    """
+    root = Path(path)
+    files = _weight_files(root) if path else []
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for file in files:
+        size = file.stat().st_size
+        name = file.name if file == root else file.relative_to(root).as_posix()
+        digest.update(f"{name}\0{size}\0".encode())
+        with file.open("rb") as stream:
+            digest.update(stream.read(_SAMPLE))
+            if size > 2 * _SAMPLE:
+                stream.seek(size - _SAMPLE)
+                digest.update(stream.read(_SAMPLE))
+    return digest.hexdigest()[:32]

@@ -1,7 +1,10 @@
-"""Writers for encode results: parquet, npy and jsonl, each written atomically.
+"""Writers for encode results: parquet, npy and jsonl, streamed and written atomically.
 
-A run writes to a temporary file beside the target and renames it into place, so a crash or a
-kill never leaves a half-written output that looks complete.
+A run streams its windows into a temporary file beside the target and renames it into place at
+the end, so memory does not grow with the number of items, and a crash or a kill never leaves a
+half-written output that looks complete. Each output kind has its column form: dense as
+``list<float32>``, sparse as the JSON ``{"dimension": weight}`` text pymilvus' bulk writer uses,
+multi-vector as ``list<list<float32>>``. Parquet files carry the encoder identity as metadata.
 """
 
 from __future__ import annotations
@@ -9,16 +12,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from multiembed.embeddings import Embeddings
+from multiembed.embeddings import Embeddings, field_name
+from multiembed.errors import ConfigError
+from multiembed.outputs import OutputSpec, sparse_row_dict
 
 FORMATS = ("parquet", "npy", "jsonl")
 _SUFFIXES = {
@@ -28,87 +35,218 @@ _SUFFIXES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
 }
+CONFIG_KEY = b"multiembed.config"
 
 
 def format_for(path: Path, requested: str | None = None) -> str:
     """The output format: the one asked for, else the one the file suffix names."""
     if requested:
         if requested not in FORMATS:
-            raise ValueError(f"unknown format {requested!r}; choose one of {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown format {requested!r}; choose one of {', '.join(FORMATS)}")
         return requested
     try:
         return _SUFFIXES[path.suffix.lower()]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"cannot tell the output format from {path.name!r}; use a .parquet, .npy or .jsonl "
             "suffix or pass --format"
         ) from None
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path in the target's folder that replaces the target only on success."""
+    """A temporary path in the target's folder that replaces the target only on success.
+
+    The temporary file is private while it is written; the finished file gets the permissions a
+    newly created file gets under the user's umask, as any other output would.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(handle)
     try:
         yield Path(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
 
 
-def to_arrow(embeddings: Embeddings) -> pa.Table:
-    """Columns id, source, modality, model, vector (list<float32>); dim and metric in metadata."""
-    vectors = np.ascontiguousarray(embeddings.vectors, dtype=np.float32)
-    rows, dim = vectors.shape
-    offsets = pa.array(np.arange(0, (rows + 1) * dim, dim, dtype=np.int32))
-    vector_column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
-    table = pa.table(
-        {
-            "id": pa.array(embeddings.ids, pa.string()),
-            "source": pa.array(embeddings.sources, pa.string()),
-            "modality": pa.array([embeddings.modality] * rows, pa.string()),
-            "model": pa.array([embeddings.model] * rows, pa.string()),
-            "vector": vector_column,
-        }
-    )
-    metadata = {"multiembed.dim": str(dim), "multiembed.metric": embeddings.metric}
-    return table.replace_schema_metadata(metadata)
+class Writer(ABC):
+    """Receives a run's results window by window; ``finish`` completes the file."""
+
+    def __init__(self, path: Path, specs: Sequence[OutputSpec], config: dict[str, Any]) -> None:
+        self.path = path
+        self.specs = tuple(specs)
+        self.config = config
+        self.rows = 0
+
+    @abstractmethod
+    def write(self, part: Embeddings) -> None:
+        """Append the rows of one window."""
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Flush and close; called once, also after a failure (then the file is discarded)."""
 
 
-def _write_parquet(embeddings: Embeddings, path: Path) -> None:
-    pq.write_table(to_arrow(embeddings), path)
-
-
-def _write_npy(embeddings: Embeddings, path: Path) -> None:
-    with path.open("wb") as stream:
-        np.save(stream, np.asarray(embeddings.vectors, dtype=np.float32))
-
-
-def _write_jsonl(embeddings: Embeddings, path: Path) -> None:
-    with path.open("w", encoding="utf-8") as stream:
-        _dump_jsonl(embeddings, stream)
-
-
-def _dump_jsonl(embeddings: Embeddings, stream: IO[str]) -> None:
-    for row in embeddings.to_milvus_rows():
-        row["vector"] = row["vector"].tolist()
-        stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-_WRITERS: dict[str, Callable[[Embeddings, Path], None]] = {
-    "parquet": _write_parquet,
-    "npy": _write_npy,
-    "jsonl": _write_jsonl,
+# ---- parquet ------------------------------------------------------------------------------------
+_ARROW_TYPES = {
+    "dense": pa.list_(pa.float32()),
+    "sparse": pa.string(),
+    "multi": pa.list_(pa.list_(pa.float32())),
 }
 
 
-def write_embeddings(embeddings: Embeddings, path: str | Path, fmt: str | None = None) -> Path:
-    """Write the vectors that succeeded; ``npy`` holds only the matrix, in input order."""
+def _dense_column(matrix: np.ndarray) -> pa.Array:
+    vectors = np.ascontiguousarray(matrix, dtype=np.float32)
+    rows, dim = vectors.shape
+    offsets = pa.array(np.arange(0, (rows + 1) * dim, dim, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
+
+
+def _column(spec: OutputSpec, value: Any, rows: int) -> pa.Array:
+    if spec.kind == "dense":
+        return _dense_column(value)
+    if spec.kind == "sparse":
+        return pa.array([json.dumps(sparse_row_dict(value, row)) for row in range(rows)], pa.string())
+    return pa.array([matrix.tolist() for matrix in value], _ARROW_TYPES["multi"])
+
+
+def arrow_schema(specs: Sequence[OutputSpec], config: dict[str, Any]) -> pa.Schema:
+    """id, source, modality, model, then one column per output; the encoder identity in metadata."""
+    fields = [pa.field(name, pa.string()) for name in ("id", "source", "modality", "model")]
+    fields += [
+        pa.field(field_name(spec, index == 0), _ARROW_TYPES[spec.kind]) for index, spec in enumerate(specs)
+    ]
+    metadata = {
+        b"multiembed.dim": str(specs[0].dim).encode(),
+        b"multiembed.metric": specs[0].metric.encode(),
+        b"multiembed.outputs": json.dumps([spec.describe() for spec in specs]).encode(),
+        CONFIG_KEY: json.dumps(config, sort_keys=True).encode(),
+    }
+    return pa.schema(fields, metadata=metadata)
+
+
+def to_arrow(embeddings: Embeddings) -> pa.Table:
+    """One result as an Arrow table in the parquet layout."""
+    schema = arrow_schema(embeddings.specs, embeddings.config)
+    rows = len(embeddings)
+    columns = [
+        pa.array(embeddings.ids, pa.string()),
+        pa.array(embeddings.sources, pa.string()),
+        pa.array([embeddings.modality] * rows, pa.string()),
+        pa.array([embeddings.model] * rows, pa.string()),
+    ]
+    columns += [_column(spec, embeddings.outputs[spec.name], rows) for spec in embeddings.specs]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class ParquetWriter(Writer):
+    def __init__(self, path: Path, specs: Sequence[OutputSpec], config: dict[str, Any]) -> None:
+        super().__init__(path, specs, config)
+        self._writer = pq.ParquetWriter(path, arrow_schema(self.specs, config))
+
+    def write(self, part: Embeddings) -> None:
+        if len(part):
+            self._writer.write_table(to_arrow(part))
+            self.rows += len(part)
+
+    def finish(self) -> None:
+        self._writer.close()
+
+
+# ---- jsonl --------------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+class JsonlWriter(Writer):
+    def __init__(self, path: Path, specs: Sequence[OutputSpec], config: dict[str, Any]) -> None:
+        super().__init__(path, specs, config)
+        self._stream: IO[str] = path.open("w", encoding="utf-8")
+
+    def write(self, part: Embeddings) -> None:
+        for index in range(len(part)):
+            row = {key: _json_value(value) for key, value in part.row(index).items()}
+            self._stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.rows += len(part)
+
+    def finish(self) -> None:
+        self._stream.close()
+
+
+# ---- npy ----------------------------------------------------------------------------------------
+_NPY_HEADER = 128  # magic (6) + version (2) + length (2) + dict text padded with spaces and "\n"
+
+
+def _npy_header(rows: int, dim: int) -> bytes:
+    text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    body = text.ljust(_NPY_HEADER - 10 - 1) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
+
+
+class NpyWriter(Writer):
+    """One dense float32 matrix, rows appended as they come; the shape is written into the header last."""
+
+    @staticmethod
+    def check(specs: Sequence[OutputSpec]) -> None:
+        """Refuse, before any file is made, what a single float32 matrix cannot hold."""
+        if len(specs) != 1 or specs[0].kind != "dense":
+            kinds = ", ".join(f"{spec.name} ({spec.kind})" for spec in specs)
+            raise ConfigError(
+                f".npy holds one dense matrix, and this encoder emits {kinds}; write .parquet or "
+                ".jsonl instead"
+            )
+
+    def __init__(self, path: Path, specs: Sequence[OutputSpec], config: dict[str, Any]) -> None:
+        self.check(specs)
+        super().__init__(path, specs, config)
+        self.dim = specs[0].dim
+        self._stream: IO[bytes] = path.open("wb")
+        self._stream.write(_npy_header(0, self.dim))
+
+    def write(self, part: Embeddings) -> None:
+        matrix = np.ascontiguousarray(part.vectors, dtype="<f4")
+        self._stream.write(matrix.tobytes())
+        self.rows += len(part)
+
+    def finish(self) -> None:
+        try:
+            self._stream.seek(0)
+            self._stream.write(_npy_header(self.rows, self.dim))
+        finally:
+            self._stream.close()
+
+
+_WRITERS: dict[str, type[Writer]] = {"parquet": ParquetWriter, "npy": NpyWriter, "jsonl": JsonlWriter}
+
+
+@contextlib.contextmanager
+def open_writer(
+    path: str | Path, fmt: str | None, specs: Sequence[OutputSpec], config: dict[str, Any]
+) -> Iterator[Writer]:
+    """A streaming writer into a temporary file that becomes ``path`` only if the block succeeds."""
     target = Path(path)
-    writer = _WRITERS[format_for(target, fmt)]
+    writer_class = _WRITERS[format_for(target, fmt)]
+    if writer_class is NpyWriter:
+        NpyWriter.check(specs)
     with atomic_path(target) as temporary:
-        writer(embeddings, temporary)
-    return target
+        writer = writer_class(temporary, specs, config)
+        try:
+            yield writer
+        finally:
+            writer.finish()
+
+
+def write_embeddings(embeddings: Embeddings, path: str | Path, fmt: str | None = None) -> Path:
+    """Write the rows that succeeded; ``npy`` holds only the dense matrix, in input order."""
+    with open_writer(path, fmt, embeddings.specs, embeddings.config) as writer:
+        writer.write(embeddings)
+    return Path(path)

@@ -11,7 +11,7 @@ import pkgutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from multiembed.errors import MultiembedError
 
@@ -44,8 +44,11 @@ class ModalitySpec:
     description: str
     default_model: str
     models: tuple[ModelInfo, ...]
+    #: file suffixes a folder is searched for (lower case, with the dot)
     extensions: frozenset[str]
     encoder_class: type[Encoder]
+    #: what a file named on the command line holds: one item ("file") or one item per line ("lines")
+    file_items: Literal["file", "lines"] = "file"
 
     def model_info(self, name: str) -> ModelInfo | None:
         """Find a known model by alias or hub id (case-insensitive)."""
@@ -57,6 +60,8 @@ class ModalitySpec:
 
 
 _REGISTRY: dict[str, ModalitySpec] = {}
+#: modules under multiembed/modalities that failed to import, with the reason
+_FAILED: dict[str, str] = {}
 _discovered = False
 
 
@@ -70,16 +75,30 @@ def register(spec: ModalitySpec) -> ModalitySpec:
 
 
 def _discover() -> None:
-    """Import every module in multiembed.modalities once, so each registers itself."""
+    """Import every module in multiembed.modalities once, so each registers itself.
+
+    A module that fails to import is recorded by name (and reported when its modality is asked
+    for) instead of stopping discovery half-way: the other modalities stay usable.
+    """
     global _discovered
     if _discovered:
         return
-    _discovered = True
     import multiembed.modalities as package
 
     for module in pkgutil.iter_modules(package.__path__):
-        if not module.name.startswith("_"):
+        if module.name.startswith("_"):
+            continue
+        try:
             importlib.import_module(f"{package.__name__}.{module.name}")
+        except Exception as error:
+            _FAILED[module.name] = f"{type(error).__name__}: {error}"
+    _discovered = True
+
+
+def import_failures() -> dict[str, str]:
+    """Modality modules that could not be imported, with why (shown by ``multiembed modalities``)."""
+    _discover()
+    return dict(_FAILED)
 
 
 def get(name: str) -> ModalitySpec:
@@ -88,6 +107,12 @@ def get(name: str) -> ModalitySpec:
     try:
         return _REGISTRY[name]
     except KeyError:
+        module = name.replace("-", "_")
+        if module in _FAILED:
+            raise MultiembedError(
+                f"modality {name!r} is unavailable: multiembed/modalities/{module}.py failed to import "
+                f"({_FAILED[module]})"
+            ) from None
         known = ", ".join(sorted(_REGISTRY)) or "none"
         raise MultiembedError(f"unknown modality {name!r}; known modalities: {known}") from None
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from multiembed.errors import InputError
+from multiembed.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from multiembed.registry import ModalitySpec
 
 
 @dataclass(frozen=True)
@@ -112,3 +116,46 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
         except UnicodeDecodeError:
             value = line
         yield Item(f"{name}:{number}", value)
+
+
+def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:
+    for item in read_lines(stream, "stdin"):
+        value = item.value
+        path = Path(value if isinstance(value, str) else value.decode("utf-8", "replace"))
+        yield Item(str(path), path)
+
+
+def expand(modality: str | ModalitySpec, target: str, *, stdin: IO[bytes] | None = None) -> Iterator[Item]:
+    """Items for one command-line argument: a folder, a file or ``-`` (stdin), as the modality reads them.
+
+    A folder is searched recursively for the modality's extensions. A file is one item, or one item
+    per line for line-oriented modalities (text). ``-`` is one text per line (text) or one path per
+    line. The CLI, the examples and the Ray path all take their inputs from here.
+    """
+    from multiembed.registry import get
+
+    spec = get(modality) if isinstance(modality, str) else modality
+    if target == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        yield from read_lines(stream, "stdin") if spec.file_items == "lines" else _stdin_paths(stream)
+        return
+    path = Path(target)
+    if path.is_dir():
+        for file in walk_files(path, spec.extensions):
+            yield Item(str(file), file)
+    elif path.is_file():
+        if spec.file_items == "lines":
+            with path.open("rb") as stream:
+                yield from read_lines(stream, str(path))
+        else:
+            yield Item(str(path), path)
+    elif path.exists():
+        raise ConfigError(f"{target}: not a regular file or folder")
+    else:
+        raise ConfigError(f"no such file or directory: {target}")
+
+
+def expand_all(modality: str | ModalitySpec, targets: Iterable[str]) -> Iterator[Item]:
+    """:func:`expand` over several arguments, in order."""
+    for target in targets:
+        yield from expand(modality, target)

@@ -10,13 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from multiembed.embeddings import Embeddings
+from multiembed.errors import ConfigError
 from multiembed.output import format_for, write_embeddings
 
 
 @pytest.fixture
 def result() -> Embeddings:
     vectors = np.arange(6, dtype=np.float32).reshape(2, 3)
-    return Embeddings(
+    return Embeddings.dense(
         vectors, ["a" * 64, "b" * 64], ["x.txt:1", "x.txt:2"], [0, 1], modality="text", model="m"
     )
 
@@ -49,16 +50,16 @@ def test_format_flag_overrides_suffix(result, tmp_path):
 
 
 def test_unknown_suffix_is_refused():
-    with pytest.raises(ValueError, match="--format"):
+    with pytest.raises(ConfigError, match="cannot tell the output format from 'out.csv'"):
         format_for(Path("out.csv"))
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp(result, tmp_path):
     target = tmp_path / "out.jsonl"
     target.write_text("previous")
-    broken = Embeddings(np.zeros((1, 2), np.float32), ["x"], ["s"], [0], modality="text", model="m")
-    broken.vectors = object()  # type: ignore[assignment]  # makes the writer fail midway
-    with pytest.raises(TypeError):
+    broken = Embeddings.dense(np.zeros((1, 2), np.float32), ["x"], ["s"], [0], modality="text", model="m")
+    broken.outputs["dense"] = object()  # makes the writer fail midway
+    with pytest.raises((TypeError, ValueError)):
         write_embeddings(broken, target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]

@@ -157,5 +157,7 @@ def test_encode_documents_raises_with_the_item_name(tiny_models):
 
 def test_not_a_sentence_transformers_directory(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(multiembed.ModelNotFoundError, match="cannot load as a text model"):
+    with pytest.raises(
+        multiembed.ModelNotFoundError, match="cannot load as a sentence-transformers text model"
+    ):
         multiembed.load("text", str(tmp_path), device="cpu")

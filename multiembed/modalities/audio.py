@@ -18,7 +18,7 @@ from multiembed.audio import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS, load_audio
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ModelNotFoundError
-from multiembed.models import ResolvedModel
+from multiembed.models import ResolvedModel, loading
 from multiembed.pooling import mean_pool
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
@@ -62,7 +62,6 @@ class AudioEncoder(Encoder):
     """Audio vectors from a Whisper encoder (any size, or a local Hugging Face directory)."""
 
     modality = "audio"
-    extensions = AUDIO_EXTENSIONS | VIDEO_EXTENSIONS
     decodes_in_workers = True
 
     def __init__(
@@ -105,11 +104,9 @@ class AudioEncoder(Encoder):
         """
         from transformers import AutoFeatureExtractor, AutoModel
 
-        try:
+        with loading(model.model_id, "a Whisper model"):
             whisper = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             extractor = AutoFeatureExtractor.from_pretrained(model.path, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as error:
-            raise ModelNotFoundError(f"{model.model_id}: cannot load as a Whisper model ({error})") from None
         if not hasattr(whisper, "get_encoder") or not hasattr(extractor, "n_samples"):
             raise ModelNotFoundError(f"{model.model_id}: not a Whisper-style encoder-decoder model")
         return cls(
@@ -128,28 +125,38 @@ class AudioEncoder(Encoder):
     def size_of(self, raw: WhisperWindows) -> int:
         return int(raw.frames.sum())
 
-    def preprocess(self, raws: list[WhisperWindows], role: Role) -> dict[str, torch.Tensor]:
-        owners = np.concatenate([np.full(len(raw.frames), index) for index, raw in enumerate(raws)])
+    def details(self) -> dict[str, Any]:
+        extractor = self._loader.feature_extractor
+        return {
+            "pooling": "masked mean per 30 s window, windows weighted by real frames",
+            "sample_rate": int(extractor.sampling_rate),
+            "window_samples": int(extractor.n_samples),
+            "mel_bins": int(extractor.feature_size),
+        }
+
+    def preprocess(self, raws: list[WhisperWindows], role: Role) -> dict[str, Any]:
+        """Windows of every clip in one batch; ``owners`` (which clip each window is) stays a CPU list."""
         return {
             "input_features": torch.from_numpy(np.concatenate([raw.features for raw in raws])),
             "frames": torch.from_numpy(np.concatenate([raw.frames for raw in raws])),
-            "owners": torch.from_numpy(owners),
+            "owners": [index for index, raw in enumerate(raws) for _ in range(len(raw.frames))],
+            "clips": len(raws),
         }
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+    def forward(self, batch: dict[str, Any], role: Role) -> ModelOutput:
         hidden = self.module(input_features=batch["input_features"]).last_hidden_state
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         return ModelOutput(hidden=hidden, mask=positions.unsqueeze(0) < batch["frames"].unsqueeze(1))
 
-    def pool(self, output: ModelOutput, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def pool(self, output: ModelOutput, batch: dict[str, Any], role: Role) -> torch.Tensor:
         """Masked mean per window, then the clip's windows averaged, weighted by real frames."""
         windows = mean_pool(output.hidden, output.mask)
         weights = batch["frames"].to(windows.dtype).unsqueeze(1)
-        clips = int(batch["owners"].max()) + 1
-        summed = torch.zeros(clips, windows.shape[1], dtype=windows.dtype, device=windows.device)
-        summed.index_add_(0, batch["owners"], windows * weights)
-        totals = torch.zeros(clips, 1, dtype=windows.dtype, device=windows.device)
-        totals.index_add_(0, batch["owners"], weights)
+        owners = torch.tensor(batch["owners"], device=windows.device)
+        summed = torch.zeros(batch["clips"], windows.shape[1], dtype=windows.dtype, device=windows.device)
+        summed.index_add_(0, owners, windows * weights)
+        totals = torch.zeros(batch["clips"], 1, dtype=windows.dtype, device=windows.device)
+        totals.index_add_(0, owners, weights)
         return summed / totals
 
 
@@ -159,7 +166,7 @@ register(
         description="speech, music and sounds, and the sound track of videos (Whisper encoder)",
         default_model="whisper-base",
         models=WHISPER_MODELS,
-        extensions=AudioEncoder.extensions,
+        extensions=AUDIO_EXTENSIONS | VIDEO_EXTENSIONS,
         encoder_class=AudioEncoder,
     )
 )

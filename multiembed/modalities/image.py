@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,10 @@ from PIL import Image
 
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
-from multiembed.errors import ModelNotFoundError
+from multiembed.errors import ConfigError, ModelNotFoundError
 from multiembed.extras import require
-from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
-from multiembed.models import ResolvedModel, hub_offline
+from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader, processor_summary
+from multiembed.models import ResolvedModel, hub_offline, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 
 IMAGE_MODELS = (
@@ -45,12 +45,22 @@ IMAGE_MODELS = (
 WEIGHT_SUFFIXES = {".pth", ".pt", ".bin", ".safetensors"}
 
 
+TRANSFORM_OPTIONS = ("resize_size", "crop_size", "mean", "std", "interpolation")
+
+
 @dataclass(frozen=True)
 class Backbone:
-    """What the encoder needs from any library: a module images -> features, and its transform."""
+    """What the encoder needs from any library: a module images -> features, and its transform.
+
+    ``options`` are the transform settings a user may pass back to rebuild it (torchvision only);
+    ``details`` describe the rest of the preprocessing, for the encoder's recorded identity.
+    """
 
     module: torch.nn.Module
     transform: Callable[[Image.Image], Any]
+    library: str
+    options: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class _PooledOutput(torch.nn.Module):
@@ -69,12 +79,14 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    try:
+        with loading(str(path), "a safetensors weights file (damaged or truncated?)"):
+            return load_file(str(path))
+    with loading(str(path), "a weights-only state dict (a pickle that runs code is refused)"):
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ModelNotFoundError(f"{path}: not a loadable weights file ({error})") from None
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ModelNotFoundError(f"{path}: not a state dict (got {type(state).__name__})")
+    inner = state.get("state_dict", state)
+    return inner if isinstance(inner, dict) else state
 
 
 def _torchvision_weights(resolved: ResolvedModel) -> dict[str, torch.Tensor]:
@@ -123,26 +135,60 @@ def torchvision_resnet50(resolved: ResolvedModel, **transform_options: Any) -> B
     }
     settings.update({key: value for key, value in transform_options.items() if value is not None})
     if isinstance(settings["interpolation"], str):
-        settings["interpolation"] = InterpolationMode(settings["interpolation"].lower())
-    return Backbone(model, ImageClassification(**settings))
+        try:
+            settings["interpolation"] = InterpolationMode(settings["interpolation"].lower())
+        except ValueError:
+            choices = ", ".join(mode.value for mode in InterpolationMode)
+            raise ConfigError(
+                f"interpolation must be one of {choices}, not {settings['interpolation']!r}"
+            ) from None
+    try:
+        transform = ImageClassification(**settings)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid image transform options {transform_options}: {error}") from None
+    options = {
+        "resize_size": int(settings["resize_size"]),
+        "crop_size": int(settings["crop_size"]),
+        "mean": [float(value) for value in settings["mean"]],
+        "std": [float(value) for value in settings["std"]],
+        "interpolation": InterpolationMode(settings["interpolation"]).value,
+    }
+    return Backbone(model, transform, "torchvision", options=options)
 
 
-def hf_backbone(path: str, trust_remote_code: bool = False) -> Backbone:
+def _no_transform_options(library: str, transform_options: dict[str, Any]) -> None:
+    given = sorted(key for key, value in transform_options.items() if value is not None)
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)}: only torchvision backbones take transform options; a {library} model "
+            "uses the preprocessing saved with its weights"
+        )
+
+
+def hf_backbone(resolved: ResolvedModel, trust_remote_code: bool = False) -> Backbone:
     """Any Hugging Face vision backbone: AutoModel's pooled output, the model's own processor."""
     from transformers import AutoImageProcessor, AutoModel
 
-    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
-    processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    return Backbone(_PooledOutput(model), HFImageTransform(processor))
+    with loading(resolved.model_id, "a Hugging Face image backbone"):
+        model = AutoModel.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+        processor = AutoImageProcessor.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
+    return Backbone(
+        _PooledOutput(model),
+        HFImageTransform(processor),
+        "transformers",
+        details={"transform": processor_summary(processor)},
+    )
 
 
-def timm_backbone(path: str) -> Backbone:
+def timm_backbone(resolved: ResolvedModel) -> Backbone:
     """Any timm model (``num_classes=0`` gives pooled features) with timm's own data config."""
     timm = require("timm", "image")
     from timm.data import create_transform, resolve_data_config
 
-    model = timm.create_model(f"local-dir:{path}", pretrained=True, num_classes=0)
-    return Backbone(model, create_transform(**resolve_data_config(model=model)))
+    with loading(resolved.model_id, "a timm model"):
+        model = timm.create_model(f"local-dir:{resolved.path}", pretrained=True, num_classes=0)
+    data_config = resolve_data_config(model=model)
+    return Backbone(model, create_transform(**data_config), "timm", details={"transform": dict(data_config)})
 
 
 def _is_timm_dir(path: Path) -> bool:
@@ -163,8 +209,10 @@ def build_backbone(resolved: ResolvedModel, trust_remote_code: bool, **transform
             f"{path}: expected a .pth/.pt/.safetensors weights file or a model directory"
         )
     if resolved.model_id.startswith("timm/") or _is_timm_dir(path):
-        return timm_backbone(str(path))
-    return hf_backbone(str(path), trust_remote_code)
+        _no_transform_options("timm", transform_options)
+        return timm_backbone(resolved)
+    _no_transform_options("Hugging Face", transform_options)
+    return hf_backbone(resolved, trust_remote_code)
 
 
 def _probe_dim(module: torch.nn.Module, transform: Callable[[Image.Image], Any]) -> int:
@@ -179,7 +227,6 @@ class ImageEncoder(Encoder):
 
     modality = "image"
     pooling = "none"
-    extensions = IMAGE_EXTENSIONS
     decodes_in_workers = True
     sort_window_batches = 1  # images need no size ordering; small windows keep memory flat
 
@@ -204,6 +251,7 @@ class ImageEncoder(Encoder):
             workers=workers,
         )
         self.module = policy.place(backbone.module, channels_last=True)
+        self.backbone = backbone
         self._loader = ImageLoader(backbone.transform, limits or ImageLimits())
 
     @classmethod
@@ -217,9 +265,20 @@ class ImageEncoder(Encoder):
         batch_size: int = 32,
         workers: int | None = None,
         max_pixels: int | None = None,
-        **transform_options: Any,
+        resize_size: int | None = None,
+        crop_size: int | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        interpolation: str | None = None,
     ) -> ImageEncoder:
-        """Options: ``resize_size``, ``crop_size``, ``mean``, ``std``, ``interpolation`` (torchvision)."""
+        """The transform options (torchvision backbones only) override the weights' own preset."""
+        transform_options = {
+            "resize_size": resize_size,
+            "crop_size": crop_size,
+            "mean": mean,
+            "std": std,
+            "interpolation": interpolation,
+        }
         backbone = build_backbone(model, trust_remote_code, **transform_options)
         limits = ImageLimits(max_pixels=max_pixels) if max_pixels else None
         return cls(
@@ -235,10 +294,16 @@ class ImageEncoder(Encoder):
     def loader(self, role: Role) -> ImageLoader:
         return self._loader
 
+    def identity_options(self) -> dict[str, Any]:
+        return {**super().identity_options(), **self.backbone.options}
+
+    def details(self) -> dict[str, Any]:
+        return {"pooling": "backbone", "library": self.backbone.library, **self.backbone.details}
+
     def preprocess(self, raws: list[np.ndarray], role: Role) -> torch.Tensor:
         return torch.from_numpy(np.stack(raws)).contiguous(memory_format=torch.channels_last)
 
-    def forward(self, batch: torch.Tensor) -> ModelOutput:
+    def forward(self, batch: torch.Tensor, role: Role) -> ModelOutput:
         return ModelOutput(hidden=self.module(batch).flatten(1))
 
 

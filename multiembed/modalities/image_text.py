@@ -15,8 +15,8 @@ import torch
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ModelNotFoundError
-from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader
-from multiembed.models import ResolvedModel
+from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader, processor_summary
+from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
@@ -43,7 +43,6 @@ class ImageTextEncoder(Encoder):
     modality = "image-text"
     accepts_text_queries = True
     pooling = "none"  # CLIP's projection heads already give one vector per item
-    extensions = IMAGE_EXTENSIONS
     decodes_in_workers = True
     sort_window_batches = 1
 
@@ -86,12 +85,10 @@ class ImageTextEncoder(Encoder):
         """Load a CLIP directory: model, image processor and tokenizer saved side by side."""
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        try:
+        with loading(model.model_id, "a CLIP model"):
             clip = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             processor = AutoImageProcessor.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as error:
-            raise ModelNotFoundError(f"{model.model_id}: cannot load as a CLIP model ({error})") from None
         if not hasattr(clip, "get_image_features") or not hasattr(clip, "get_text_features"):
             raise ModelNotFoundError(f"{model.model_id}: not a CLIP-style model (needs both towers)")
         return cls(
@@ -124,11 +121,21 @@ class ImageTextEncoder(Encoder):
             return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
         return {"pixel_values": torch.from_numpy(np.stack(raws))}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        if "pixel_values" in batch:
-            output = self.model.get_image_features(pixel_values=batch["pixel_values"])
-        else:
+    def identity_options(self) -> dict[str, Any]:
+        return {}  # always normalised: the shared space is defined on the unit sphere
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "pooling": "projection",
+            "max_text_length": self.max_text_length,
+            "image_transform": processor_summary(self.image_transform.processor),
+        }
+
+    def forward(self, batch: dict[str, torch.Tensor], role: Role) -> ModelOutput:
+        if role == "query":
             output = self.model.get_text_features(**batch)
+        else:
+            output = self.model.get_image_features(pixel_values=batch["pixel_values"])
         features = output if isinstance(output, torch.Tensor) else output.pooler_output
         return ModelOutput(hidden=features)
 

@@ -8,8 +8,7 @@ any modules after Pooling (Dense projections) still run. The vectors therefore e
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -18,10 +17,11 @@ import torch
 
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
-from multiembed.errors import ModelNotFoundError
-from multiembed.models import ResolvedModel
+from multiembed.errors import ConfigError, ModelNotFoundError
+from multiembed.models import ResolvedModel, loading
+from multiembed.pooling import get_pooler
 from multiembed.registry import ModalitySpec, ModelInfo, register
-from multiembed.sources import Item, Loaded, read_lines
+from multiembed.sources import Loaded
 from multiembed.texts import load_text
 
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
@@ -61,7 +61,7 @@ class TextEncoder(Encoder):
 
     modality = "text"
     accepts_text_queries = True
-    extensions = frozenset({".txt", ".md"})
+    documents_are_text = True
 
     def __init__(
         self,
@@ -130,16 +130,16 @@ class TextEncoder(Encoder):
                 f"{model.model_id}: the text modality needs a sentence-transformers model "
                 "directory, not a single weights file"
             )
-        try:
+        with loading(model.model_id, "a sentence-transformers text model"):
             st_model = SentenceTransformer(
                 model.path,
                 device=str(policy.device),
                 trust_remote_code=trust_remote_code,
                 local_files_only=True,
             )
-        except (OSError, ValueError) as error:
-            raise ModelNotFoundError(f"{model.model_id}: cannot load as a text model ({error})") from None
         if max_seq_length is not None:
+            if max_seq_length < 1:
+                raise ConfigError(f"max_seq_length must be >= 1, got {max_seq_length}")
             st_model.max_seq_length = max_seq_length
         if query_instruction is None and model.info is not None:
             query_instruction = model.info.options.get("query_instruction")
@@ -164,7 +164,23 @@ class TextEncoder(Encoder):
     def preprocess(self, raws: list[str], role: Role) -> dict[str, Any]:
         return self.model.preprocess(raws, prompt=self.prompts[role])
 
-    def forward(self, batch: dict[str, Any]) -> ModelOutput:
+    def identity_options(self) -> dict[str, Any]:
+        return {
+            **super().identity_options(),
+            "max_seq_length": int(self.model.max_seq_length),
+            "query_instruction": self.prompts["query"],
+            "document_instruction": self.prompts["document"],
+        }
+
+    def details(self) -> dict[str, Any]:
+        mode = self._pooling_module.pooling_mode
+        return {
+            "pooling": mode if isinstance(mode, str) else str(mode),
+            "include_prompt": bool(self._pooling_module.include_prompt),
+            "post_modules": [_module_kind(module) for module in self._post_modules],
+        }
+
+    def forward(self, batch: dict[str, Any], role: Role) -> ModelOutput:
         features = batch
         for module in self._token_modules:
             features = module(features)
@@ -184,26 +200,15 @@ class TextEncoder(Encoder):
             or "cls_token_embeddings" in features
         )
 
-    def pool(self, output: ModelOutput, batch: Any) -> torch.Tensor:
+    def pool(self, output: ModelOutput, batch: Any, role: Role) -> torch.Tensor:
         features = output.extras["features"]
         if self._needs_model_pooling(features):
             features = self._pooling_module(features)
         else:
-            features["sentence_embedding"] = super().pool(output, batch)
+            features["sentence_embedding"] = get_pooler(self.pooling)(output.hidden, output.mask)
         for module in self._post_modules:
             features = module(features)
         return features["sentence_embedding"]
-
-    # ---- command-line inputs ----------------------------------------------------------------
-    @classmethod
-    def items_from_file(cls, path: Path) -> Iterator[Item]:
-        """A text file on the command line holds one text per line (a folder: one per file)."""
-        with path.open("rb") as stream:
-            yield from read_lines(stream, str(path))
-
-    @classmethod
-    def items_from_stdin(cls) -> Iterator[Item]:
-        yield from read_lines(sys.stdin.buffer, "stdin")
 
 
 register(
@@ -212,7 +217,8 @@ register(
         description="sentences and passages (sentence-transformers)",
         default_model="minilm",
         models=TEXT_MODELS,
-        extensions=TextEncoder.extensions,
+        extensions=frozenset({".txt", ".md"}),
         encoder_class=TextEncoder,
+        file_items="lines",
     )
 )

@@ -23,9 +23,9 @@ from PIL import Image
 from multiembed.audio import VIDEO_EXTENSIONS
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
-from multiembed.errors import ModelNotFoundError
+from multiembed.errors import ConfigError, ModelNotFoundError
 from multiembed.images import HFImageTransform
-from multiembed.models import ResolvedModel
+from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
@@ -111,22 +111,41 @@ class VideoEncoder(Encoder):
     """Video vectors; ``from_pretrained`` picks the Perceiver or CLIP frame pooling by model."""
 
     modality = "video"
-    extensions = VIDEO_EXTENSIONS
     decodes_in_workers = True
     sort_window_batches = 1
 
     @classmethod
     def from_pretrained(
-        cls, model: ResolvedModel, policy: DevicePolicy, *, frames: int | None = None, **options: Any
+        cls,
+        model: ResolvedModel,
+        policy: DevicePolicy,
+        *,
+        frames: int | None = None,
+        trust_remote_code: bool = False,
+        normalize: bool = True,
+        batch_size: int | None = None,
+        workers: int | None = None,
     ) -> VideoEncoder:
-        """``frames``: how many to sample (Perceiver: the model's 16; CLIP: 8 by default)."""
+        """``frames``: how many to sample (Perceiver: the model's 16; CLIP: 8 by default).
+
+        CLIP frame pooling is always normalised (it lives in CLIP's unit-sphere space).
+        """
         if not Path(model.path).is_dir():
             raise ModelNotFoundError(f"{model.model_id}: expected a model directory")
+        if frames is not None and (not isinstance(frames, int) or frames < 1):
+            raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
         kind = _model_type(model.path)
+        common = {"trust_remote_code": trust_remote_code, "workers": workers}
         if kind == "perceiver":
-            return PerceiverVideoEncoder.build(model, policy, frames=frames, **options)
+            return PerceiverVideoEncoder.build(
+                model, policy, frames=frames, normalize=normalize, batch_size=batch_size or 2, **common
+            )
         if kind == "clip":
-            return ClipVideoEncoder.build(model, policy, frames=frames or 8, **options)
+            if not normalize:
+                raise ConfigError("normalize=False: CLIP frame pooling is defined on unit vectors")
+            return ClipVideoEncoder.build(
+                model, policy, frames=frames or 8, batch_size=batch_size or 4, **common
+            )
         raise ModelNotFoundError(
             f"{model.model_id}: the video modality takes a multimodal Perceiver or a CLIP model, "
             f"not model_type {kind!r}"
@@ -155,17 +174,16 @@ class PerceiverVideoEncoder(VideoEncoder):
     ) -> PerceiverVideoEncoder:
         from transformers import PerceiverForMultimodalAutoencoding
 
-        full = PerceiverForMultimodalAutoencoding.from_pretrained(
-            model.path, trust_remote_code=trust_remote_code
-        )
+        with loading(model.model_id, "a multimodal Perceiver"):
+            full = PerceiverForMultimodalAutoencoding.from_pretrained(
+                model.path, trust_remote_code=trust_remote_code
+            )
         perceiver = full.perceiver
         perceiver.decoder = None  # PerceiverModel skips decoding without one: encoder-only
         perceiver.output_postprocessor = None
         config = full.config
         if frames is not None and frames != config.num_frames:
-            raise ModelNotFoundError(
-                f"{model.model_id} takes exactly {config.num_frames} frames, not {frames}"
-            )
+            raise ConfigError(f"{model.model_id} takes exactly {config.num_frames} frames, not {frames}")
         loader = PerceiverLoader(
             num_frames=config.num_frames,
             image_size=config.image_size,
@@ -185,6 +203,17 @@ class PerceiverVideoEncoder(VideoEncoder):
     def loader(self, role: Role) -> PerceiverLoader:
         return self._loader
 
+    def identity_options(self) -> dict[str, Any]:
+        return {**super().identity_options(), "frames": self._loader.num_frames}
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "pooling": "mean of the latents",
+            "image_size": self._loader.image_size,
+            "audio_rate": self._loader.audio_rate,
+            "audio_samples": self._loader.audio_samples,
+        }
+
     def preprocess(self, raws: list[PerceiverClip], role: Role) -> dict[str, torch.Tensor]:
         labels = self.module.config.num_labels if hasattr(self.module.config, "num_labels") else 700
         return {
@@ -194,7 +223,7 @@ class PerceiverVideoEncoder(VideoEncoder):
             "label": torch.zeros(len(raws), labels),
         }
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
+    def forward(self, batch: dict[str, torch.Tensor], role: Role) -> ModelOutput:
         return ModelOutput(hidden=self.module(inputs=batch).last_hidden_state)  # pooling: mean of latents
 
 
@@ -230,20 +259,26 @@ class ClipVideoEncoder(VideoEncoder):
     def loader(self, role: Role) -> Any:
         return load_text if role == "query" else self._loader
 
-    def preprocess(self, raws: list[Any], role: Role) -> dict[str, torch.Tensor]:
+    def identity_options(self) -> dict[str, Any]:
+        return {"frames": self._loader.num_frames}
+
+    def details(self) -> dict[str, Any]:
+        return {"pooling": "mean of unit frame vectors", **self.clip.details()}
+
+    def preprocess(self, raws: list[Any], role: Role) -> dict[str, Any]:
         if role == "query":
             return self.clip.preprocess(raws, role)
-        return {"pixel_values": torch.from_numpy(np.concatenate(raws)), "videos": torch.tensor(len(raws))}
+        return {"pixel_values": torch.from_numpy(np.concatenate(raws)), "videos": len(raws)}
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> ModelOutput:
-        if "videos" not in batch:
-            return ModelOutput(hidden=self.clip.forward(batch).hidden)  # text queries: [B, D]
-        frames = self.clip.forward({"pixel_values": batch["pixel_values"]}).hidden
+    def forward(self, batch: dict[str, Any], role: Role) -> ModelOutput:
+        if role == "query":
+            return ModelOutput(hidden=self.clip.forward(batch, role).hidden)  # text queries: [B, D]
+        frames = self.clip.forward({"pixel_values": batch["pixel_values"]}, role).hidden
         unit = torch.nn.functional.normalize(frames.float(), dim=-1)
-        return ModelOutput(hidden=unit.reshape(int(batch["videos"]), -1, unit.shape[-1]))
+        return ModelOutput(hidden=unit.reshape(batch["videos"], -1, unit.shape[-1]))
 
-    def pool(self, output: ModelOutput, batch: Any) -> torch.Tensor:
-        return output.hidden if output.hidden.ndim == 2 else output.hidden.mean(dim=1)
+    def pool(self, output: ModelOutput, batch: Any, role: Role) -> torch.Tensor:
+        return output.hidden if role == "query" else output.hidden.mean(dim=1)
 
 
 register(

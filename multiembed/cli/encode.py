@@ -1,0 +1,72 @@
+"""``multiembed encode``: embed files, folders, stdin or query texts into a parquet/npy/jsonl file.
+
+Windows are streamed into the output as they are embedded, so memory does not grow with the
+number of items; the file appears (atomically) only when the run ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from multiembed import load
+from multiembed.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    UsageError,
+    check_model_options,
+    check_targets,
+    encoder_options,
+    first_or_fail,
+    print_failures,
+    quiet_libraries,
+)
+from multiembed.embeddings import ItemError
+from multiembed.output import format_for, open_writer
+from multiembed.registry import get
+from multiembed.sources import Item, expand_all, read_lines
+
+
+def _iter_queries(texts: Sequence[str], texts_file: str | None) -> Iterator[Item]:
+    for number, text in enumerate(texts, start=1):
+        yield Item(f"--text:{number}", text)
+    if texts_file == "-":
+        yield from read_lines(sys.stdin.buffer, "stdin")
+    elif texts_file:
+        with open(texts_file, "rb") as stream:
+            yield from read_lines(stream, texts_file)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    spec = get(args.modality)
+    output = Path(args.output)
+    fmt = format_for(output, args.format)
+    if bool(args.text or args.texts) == bool(args.inputs):
+        raise UsageError("give either INPUT files/folders or --text/--texts, not both or neither")
+    check_targets([*args.inputs, *([args.texts] if args.texts else [])])
+    check_model_options(args)
+    role = "query" if args.text or args.texts else "document"
+    if role == "query":
+        items = first_or_fail(_iter_queries(args.text, args.texts), str(args.texts), frozenset())
+    else:
+        items = first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
+    quiet_libraries()
+    started = time.perf_counter()
+    encoder = load(args.modality, args.model, device=args.device, **encoder_options(args))
+    errors: list[ItemError] = []
+    embedded = seen = 0
+    with open_writer(output, fmt, encoder.outputs, encoder.config()) as writer:
+        for part in encoder.iter_encode(items, role=role, progress=None if not args.quiet else False):
+            writer.write(part)
+            embedded, seen = embedded + len(part), seen + part.total
+            errors.extend(part.errors)
+    print_failures(errors)
+    print(
+        f"embedded {embedded} of {seen} items, {len(errors)} failed, "
+        f"in {time.perf_counter() - started:.1f}s with {encoder.model_id} -> {output}",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL if errors else EXIT_OK

@@ -1,0 +1,164 @@
+"""The argument parser of the ``multiembed`` command: every subcommand, flag and help text."""
+
+from __future__ import annotations
+
+import argparse
+
+from multiembed.milvus.client import DEFAULT_URI
+from multiembed.output import FORMATS
+
+
+def _add_model_options(parser: argparse.ArgumentParser, modality_required: bool = True) -> None:
+    parser.add_argument(
+        "-m",
+        "--modality",
+        required=modality_required,
+        help="what the inputs are: see `multiembed modalities`",
+    )
+    parser.add_argument(
+        "--model",
+        help="model alias, hub id or local directory (default: the modality's default model)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps (default: auto)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="float32 is exact (default); bfloat16/float16 are faster, ~1e-3 off",
+    )
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="items per forward pass (default: the modality's own)")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that decode files ahead of the model (0 = none; default depends on the device)",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow models that run code from their own repository (off by default)",
+    )
+
+
+def _add_store_options(
+    parser: argparse.ArgumentParser, *, collection_required: bool = False, with_collection: bool = True
+) -> None:
+    parser.add_argument("--uri", default=DEFAULT_URI,
+                        help=f"Milvus Lite file or server URL (default: {DEFAULT_URI})")  # fmt: skip
+    if with_collection:
+        parser.add_argument(
+            "-c",
+            "--collection",
+            required=collection_required,
+            help="collection name" + ("" if collection_required else " (default: the modality's name)"),
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="multiembed",
+        description="Turn text, images, audio, video and image-text pairs into embedding vectors "
+        "with well-known open models, and store them in Milvus.",
+        epilog="Examples:\n"
+        "  multiembed modalities\n"
+        "  multiembed encode --modality text notes.txt -o notes.parquet\n"
+        "  multiembed encode --modality image ./photos -o photos.parquet\n"
+        "  multiembed encode --modality image-text --text 'a red bicycle' -o query.npy\n"
+        "  cat questions.txt | multiembed encode --modality text - -o q.jsonl\n"
+        "  multiembed index ./photos --modality image-text --collection photos\n"
+        "  multiembed search 'a red bicycle' --collection photos --limit 5\n\n"
+        "Exit codes: 0 all items embedded, 1 some items failed (the rest are written), "
+        "2 usage or configuration error.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    encode = commands.add_parser(
+        "encode",
+        help="embed files, folders or stdin and write the vectors to a file",
+        description="Embed every input item and write one row per item (id = sha256 of the item, "
+        "source, modality, model, vector). For text, a file or `-` (stdin) holds one text per "
+        "line and a folder holds one text per .txt/.md file; for other modalities a folder is "
+        "searched recursively for files of that modality. Items that fail are listed with the "
+        "reason and skipped; the output is written atomically.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    encode.add_argument("inputs", nargs="*", metavar="INPUT", help="file, folder, or - for stdin")
+    _add_model_options(encode)
+    encode.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="embed this text as a query instead of INPUTs (repeatable); with image-text it lands "
+        "in the image space, with text it gets the model's query instruction",
+    )
+    encode.add_argument("--texts", metavar="FILE", help="embed each line of FILE as a query (- for stdin)")
+
+    encode.add_argument(
+        "-o",
+        "--output",
+        default="embeddings.parquet",
+        help="output file (default: embeddings.parquet)",
+    )
+    encode.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        help="output format (default: from the output's suffix)",
+    )
+    encode.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    index = commands.add_parser(
+        "index",
+        help="embed files or folders into a Milvus collection (Milvus Lite file by default)",
+        description="Embed every input and upsert it into a collection, keyed by the sha256 of its "
+        "content: items already stored are skipped before the model runs, so re-running adds only "
+        "new files and finishes an interrupted run. The collection records its modality and model; "
+        "later runs and searches reuse them.",
+    )
+    index.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or - for stdin")
+    _add_model_options(index, modality_required=False)
+    _add_store_options(index)
+    index.add_argument("--hybrid", action="store_true",
+                       help="text only: also store the text with a BM25 index for hybrid search")  # fmt: skip
+    index.add_argument("--index-type", default="AUTOINDEX",
+                       help="AUTOINDEX, HNSW, IVF_FLAT, FLAT (servers also DISKANN, ...)")  # fmt: skip
+    index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    index.add_argument("-v", "--verbose", action="store_true", help="a line per stored batch")
+
+    search = commands.add_parser(
+        "search",
+        help="search a collection with text, an example file, using its recorded model",
+        description="Embed the query with the model the collection was built with and print the "
+        "nearest items: rank, score (cosine similarity; higher is closer) and source.",
+    )
+    search.add_argument("query", nargs="?", help="query text (text and image-text collections)")
+    search.add_argument("--file", help="query by example: a file of the collection's modality")
+    _add_store_options(search, collection_required=True)
+    search.add_argument("--limit", type=int, default=5, help="number of hits (default: 5)")
+    search.add_argument("--filter", help="Milvus boolean expression, e.g. 'source like \"%%.png\"'")
+    search.add_argument("--hybrid", action="store_true",
+                        help="fuse all the collection's vector fields and its BM25 field (RRF)")  # fmt: skip
+    search.add_argument("--output", help="which of the encoder's outputs to search (default: the first)")
+    search.add_argument("--json", action="store_true", help="print hits as JSON")
+    search.add_argument("--device", default="auto", help="where the query is embedded (default: auto)")
+
+    collections = commands.add_parser(
+        "collections",
+        help="list collections with their modality, model, dim and row count",
+        description="List the collections at --uri with the encoder each was built with.",
+    )
+    _add_store_options(collections, with_collection=False)
+
+    commands.add_parser(
+        "modalities",
+        help="list modalities with their models, dimensions and defaults",
+        description="List every modality with its models (alias, hub id, dimension) and default.",
+    )
+    return parser

@@ -1,0 +1,45 @@
+"""Milvus wiring: schema and index from the encoder's outputs, and a store that indexes and searches.
+
+``schema`` derives fields, indexes and the recorded identity from an encoder; ``client`` opens Milvus
+Lite files and servers and turns every client failure into a :class:`BackendError`; ``store`` holds
+:class:`MilvusStore`, which adds (idempotently, by content hash) and searches.
+"""
+
+from __future__ import annotations
+
+from multiembed.errors import BackendError, InputError, MultiembedError, SchemaMismatchError
+from multiembed.milvus.client import is_lite
+from multiembed.milvus.schema import (
+    DEFAULT_URI,
+    SPARSE_FIELD,
+    TEXT_FIELD,
+    VECTOR_FIELD,
+    CollectionInfo,
+    check_backend,
+    index_params_for,
+    schema_for,
+    stored_outputs,
+)
+from multiembed.milvus.store import AddReport, CollectionSummary, Hit, MilvusStore, list_collections
+
+__all__ = [
+    "DEFAULT_URI",
+    "SPARSE_FIELD",
+    "TEXT_FIELD",
+    "VECTOR_FIELD",
+    "AddReport",
+    "BackendError",
+    "CollectionInfo",
+    "CollectionSummary",
+    "Hit",
+    "InputError",
+    "MilvusStore",
+    "MultiembedError",
+    "SchemaMismatchError",
+    "check_backend",
+    "index_params_for",
+    "is_lite",
+    "list_collections",
+    "schema_for",
+    "stored_outputs",
+]
