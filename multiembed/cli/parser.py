@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_argument("--index-type", default="AUTOINDEX",
                        help="AUTOINDEX, HNSW, IVF_FLAT, FLAT (servers also DISKANN, ...)")  # fmt: skip
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    index.add_argument("-v", "--verbose", action="store_true", help="a line per stored batch")
+    index.add_argument("-v", "--verbose", action="store_true",
+                       help="a line per stored batch, and the Milvus libraries' own logs")  # fmt: skip
 
     search = commands.add_parser(
         "search",
@@ -148,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--output", help="which of the encoder's outputs to search (default: the first)")
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.add_argument("--device", default="auto", help="where the query is embedded (default: auto)")
+    search.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
 
     collections = commands.add_parser(
         "collections",
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the collections at --uri with the encoder each was built with.",
     )
     _add_store_options(collections, with_collection=False)
+    collections.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
 
     commands.add_parser(
         "modalities",

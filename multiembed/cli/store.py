@@ -21,6 +21,7 @@ from multiembed.cli.common import (
     quiet_libraries,
 )
 from multiembed.embeddings import ItemError
+from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
 from multiembed.sources import expand_all
 
@@ -31,6 +32,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     check_targets(args.inputs)
     check_model_options(args)
     check_backend(args.uri, index_type=args.index_type)
+    if not args.verbose:
+        silence_library_logs()
     if args.collection is None:
         if args.modality is None:
             raise UsageError("give --modality (for a new collection) or --collection")
@@ -77,6 +80,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(f"no such file: {args.file}")
     if args.limit < 1:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
+    if not args.verbose:
+        silence_library_logs()
     quiet_libraries()
     with MilvusStore(args.uri, args.collection, device=args.device) as store:
         query = Path(args.file) if args.file else args.query
@@ -96,6 +101,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_collections(args: argparse.Namespace) -> int:
     from multiembed.milvus import list_collections
 
+    if not args.verbose:
+        silence_library_logs()
     summaries = list_collections(args.uri)
     if not summaries:
         print(f"no collections in {args.uri}", file=sys.stderr)

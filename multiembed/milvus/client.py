@@ -65,6 +65,23 @@ class GuardedClient:
         return self._client
 
 
+#: loggers of the Milvus client libraries, which print whole tracebacks for refusals we report in one line
+LIBRARY_LOGGERS = ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "milvus_lite", "grpc")
+
+
+def silence_library_logs() -> None:
+    """Keep pymilvus' and Milvus Lite's own error logging off the terminal (the CLI, unless -v).
+
+    pymilvus configures its loggers when imported, so it is imported here first.
+    """
+    import logging
+
+    import pymilvus  # noqa: F401  (its import installs the handlers being quieted)
+
+    for name in LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 #: Milvus Lite files this process has open, with how many clients use each.
 _LITE_USERS: Counter[str] = Counter()
 

@@ -75,9 +75,10 @@ class AudioEncoder(Encoder):
         batch_size: int = 8,
         workers: int | None = None,
     ) -> None:
+        config: Any = encoder.config  # a transformers config, untyped behind Module.__getattr__
         super().__init__(
             model_id=model_id,
-            dim=int(encoder.config.d_model),
+            dim=int(config.d_model),
             policy=policy,
             normalize=normalize,
             batch_size=batch_size,
@@ -160,7 +161,7 @@ class AudioEncoder(Encoder):
         return summed / totals
 
 
-register(
+SPEC = register(
     ModalitySpec(
         name="audio",
         description="speech, music and sounds, and the sound track of videos (Whisper encoder)",

@@ -71,7 +71,8 @@ class _PooledOutput(torch.nn.Module):
         self.model = model
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).pooler_output
+        pooled: torch.Tensor = self.model(pixel_values=pixel_values).pooler_output
+        return pooled
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -183,7 +184,9 @@ def hf_backbone(resolved: ResolvedModel, trust_remote_code: bool = False) -> Bac
 def timm_backbone(resolved: ResolvedModel) -> Backbone:
     """Any timm model (``num_classes=0`` gives pooled features) with timm's own data config."""
     timm = require("timm", "image")
-    from timm.data import create_transform, resolve_data_config
+    # timm.data re-exports these without __all__; import them from where they are defined.
+    from timm.data.config import resolve_data_config
+    from timm.data.transforms_factory import create_transform
 
     with loading(resolved.model_id, "a timm model"):
         model = timm.create_model(f"local-dir:{resolved.path}", pretrained=True, num_classes=0)
@@ -307,7 +310,7 @@ class ImageEncoder(Encoder):
         return ModelOutput(hidden=self.module(batch).flatten(1))
 
 
-register(
+SPEC = register(
     ModalitySpec(
         name="image",
         description="photos and pictures (ResNet-50 penultimate layer, or any HF/timm backbone)",

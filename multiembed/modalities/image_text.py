@@ -66,10 +66,12 @@ class ImageTextEncoder(Encoder):
             batch_size=batch_size,
             workers=workers,
         )
-        self.model = policy.place(model)
+        #: a transformers CLIP model: its ``get_*_features`` are not part of ``torch.nn.Module``
+        self.model: Any = policy.place(model)
         self.tokenizer = tokenizer
         self.max_text_length = int(model.config.text_config.max_position_embeddings)
-        self._image_loader = ImageLoader(HFImageTransform(image_processor), limits or ImageLimits())
+        self._image_transform = HFImageTransform(image_processor)
+        self._image_loader = ImageLoader(self._image_transform, limits or ImageLimits())
 
     @classmethod
     def from_pretrained(
@@ -105,7 +107,7 @@ class ImageTextEncoder(Encoder):
     @property
     def image_transform(self) -> HFImageTransform:
         """CLIP's image preprocessing, for modalities that feed it frames (video)."""
-        return self._image_loader.transform
+        return self._image_transform
 
     def loader(self, role: Role) -> Callable[[Any], Loaded]:
         return load_text if role == "query" else self._image_loader
@@ -140,7 +142,7 @@ class ImageTextEncoder(Encoder):
         return ModelOutput(hidden=features)
 
 
-register(
+SPEC = register(
     ModalitySpec(
         name="image-text",
         description="images and texts in one space, for cross-modal search (CLIP)",

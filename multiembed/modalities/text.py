@@ -162,7 +162,8 @@ class TextEncoder(Encoder):
         return len(raw)
 
     def preprocess(self, raws: list[str], role: Role) -> dict[str, Any]:
-        return self.model.preprocess(raws, prompt=self.prompts[role])
+        batch: dict[str, Any] = self.model.preprocess(raws, prompt=self.prompts[role])
+        return batch
 
     def identity_options(self) -> dict[str, Any]:
         return {
@@ -208,10 +209,11 @@ class TextEncoder(Encoder):
             features["sentence_embedding"] = get_pooler(self.pooling)(output.hidden, output.mask)
         for module in self._post_modules:
             features = module(features)
-        return features["sentence_embedding"]
+        embeddings: torch.Tensor = features["sentence_embedding"]
+        return embeddings
 
 
-register(
+SPEC = register(
     ModalitySpec(
         name="text",
         description="sentences and passages (sentence-transformers)",

@@ -281,7 +281,7 @@ class ClipVideoEncoder(VideoEncoder):
         return output.hidden if role == "query" else output.hidden.mean(dim=1)
 
 
-register(
+SPEC = register(
     ModalitySpec(
         name="video",
         description="video clips (multimodal Perceiver, or CLIP frame pooling for text search)",
