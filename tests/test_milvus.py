@@ -86,7 +86,8 @@ def test_mismatched_encoder_or_modality_is_refused(text_encoder, uri, tiny_model
     other = multiembed.load("text", str(tiny_models["max-dense"]), device="cpu")
     with pytest.raises(
         SchemaMismatchError,
-        match=r"model: collection has .*mean.*dim: collection has 32, encoder has 16; .*pooling: collection has 'mean', encoder has 'max'",
+        match=r"model: collection has .*mean.*dim: collection has 32, encoder has 16; "
+        r".*pooling: collection has 'mean', encoder has 'max'",
     ):
         MilvusStore(uri, "docs", other)
     with pytest.raises(SchemaMismatchError, match="holds 'text' vectors, not 'image'"):

@@ -50,7 +50,7 @@ def test_format_flag_overrides_suffix(result, tmp_path):
 
 
 def test_unknown_suffix_is_refused():
-    with pytest.raises(ConfigError, match="cannot tell the output format from 'out.csv'"):
+    with pytest.raises(ConfigError, match=r"cannot tell the output format from 'out\.csv'"):
         format_for(Path("out.csv"))
 
 

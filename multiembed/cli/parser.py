@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the collections at --uri with the encoder each was built with.",
     )
     _add_store_options(collections, with_collection=False)
-    collections.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
+    collections.add_argument("-v", "--verbose", action="store_true",
+                             help="show the Milvus libraries' own logs")  # fmt: skip
 
     commands.add_parser(
         "modalities",
