@@ -27,7 +27,8 @@ def resample(samples: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
     if rate == target_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
     soxr = require("soxr", "audio")
-    return soxr.resample(samples, rate, target_rate).astype(np.float32, copy=False)
+    resampled: np.ndarray = soxr.resample(samples, rate, target_rate)
+    return resampled.astype(np.float32, copy=False)
 
 
 def _as_float(array: np.ndarray) -> np.ndarray:

@@ -130,8 +130,12 @@ class Encoder(ABC):
     # ---- construction ---------------------------------------------------------------------
     @classmethod
     @abstractmethod
-    def from_pretrained(cls, model: ResolvedModel, policy: DevicePolicy, **options: Any) -> Encoder:
-        """Build the encoder from resolved weights; ``options`` are the modality's own settings."""
+    def from_pretrained(cls, model: ResolvedModel, policy: DevicePolicy) -> Encoder:
+        """Build the encoder from resolved weights.
+
+        A modality adds its own settings as keyword-only parameters with defaults (that is what
+        ``load()`` accepts and checks options against), so each override stays a valid subtype.
+        """
 
     # ---- identity -------------------------------------------------------------------------
     @property

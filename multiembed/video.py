@@ -59,9 +59,9 @@ def _duration(container: Any, stream: Any) -> float:
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
-        return container.duration / 1_000_000  # AV_TIME_BASE
+        return float(container.duration / 1_000_000)  # AV_TIME_BASE
     if stream.frames and stream.average_rate:
-        return stream.frames / float(stream.average_rate)
+        return float(stream.frames / float(stream.average_rate))
     last = None
     for frame in container.decode(stream):  # last resort: one pass, keeping nothing
         last = frame.time

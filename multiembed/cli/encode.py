@@ -25,6 +25,7 @@ from multiembed.cli.common import (
     quiet_libraries,
 )
 from multiembed.embeddings import ItemError
+from multiembed.encoder import Role
 from multiembed.output import format_for, open_writer
 from multiembed.registry import get
 from multiembed.sources import Item, expand_all, read_lines
@@ -48,7 +49,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         raise UsageError("give either INPUT files/folders or --text/--texts, not both or neither")
     check_targets([*args.inputs, *([args.texts] if args.texts else [])])
     check_model_options(args)
-    role = "query" if args.text or args.texts else "document"
+    role: Role = "query" if args.text or args.texts else "document"
     if role == "query":
         items = first_or_fail(_iter_queries(args.text, args.texts), str(args.texts), frozenset())
     else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,9 @@ from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
 from multiembed.video import read_video, video_key
+
+if TYPE_CHECKING:
+    from multiembed.modalities.image_text import ImageTextEncoder
 
 VIDEO_MODELS = (
     ModelInfo(
@@ -71,7 +74,9 @@ class PerceiverLoader:
         key = video_key(value)
         images, sound = read_video(value, self.num_frames, self.audio_rate)
         size = (self.image_size, self.image_size)
-        resized = [np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR)) for image in images]
+        resized = [
+            np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR)) for image in images
+        ]
         frames = np.stack(resized).astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         audio = np.zeros(self.audio_samples, dtype=np.float32)
         if sound is not None and sound.size:
@@ -135,16 +140,26 @@ class VideoEncoder(Encoder):
         if frames is not None and (not isinstance(frames, int) or frames < 1):
             raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
         kind = _model_type(model.path)
-        common = {"trust_remote_code": trust_remote_code, "workers": workers}
         if kind == "perceiver":
             return PerceiverVideoEncoder.build(
-                model, policy, frames=frames, normalize=normalize, batch_size=batch_size or 2, **common
+                model,
+                policy,
+                frames=frames,
+                trust_remote_code=trust_remote_code,
+                normalize=normalize,
+                batch_size=batch_size or 2,
+                workers=workers,
             )
         if kind == "clip":
             if not normalize:
                 raise ConfigError("normalize=False: CLIP frame pooling is defined on unit vectors")
             return ClipVideoEncoder.build(
-                model, policy, frames=frames or 8, batch_size=batch_size or 4, **common
+                model,
+                policy,
+                frames=frames or 8,
+                trust_remote_code=trust_remote_code,
+                batch_size=batch_size or 4,
+                workers=workers,
             )
         raise ModelNotFoundError(
             f"{model.model_id}: the video modality takes a multimodal Perceiver or a CLIP model, "
@@ -156,7 +171,8 @@ class PerceiverVideoEncoder(VideoEncoder):
     """deepmind/multimodal-perceiver, encoder only; the latents averaged."""
 
     def __init__(self, perceiver: torch.nn.Module, loader: PerceiverLoader, **kwargs: Any) -> None:
-        super().__init__(dim=int(perceiver.config.d_latents), **kwargs)
+        config: Any = perceiver.config  # a transformers config, untyped behind Module.__getattr__
+        super().__init__(dim=int(config.d_latents), **kwargs)
         self.module = self.policy.place(perceiver)
         self._loader = loader
 
@@ -180,10 +196,15 @@ class PerceiverVideoEncoder(VideoEncoder):
             )
         perceiver = full.perceiver
         perceiver.decoder = None  # PerceiverModel skips decoding without one: encoder-only
-        perceiver.output_postprocessor = None
+        # transformers annotates it Callable[..., Any], though None (its default) means "none".
+        perceiver.output_postprocessor = None  # type: ignore[assignment]
         config = full.config
         if frames is not None and frames != config.num_frames:
             raise ConfigError(f"{model.model_id} takes exactly {config.num_frames} frames, not {frames}")
+        if not isinstance(config.image_size, int):
+            raise ModelNotFoundError(
+                f"{model.model_id}: expected square frames (an integer image_size), got {config.image_size!r}"
+            )
         loader = PerceiverLoader(
             num_frames=config.num_frames,
             image_size=config.image_size,
@@ -215,7 +236,8 @@ class PerceiverVideoEncoder(VideoEncoder):
         }
 
     def preprocess(self, raws: list[PerceiverClip], role: Role) -> dict[str, torch.Tensor]:
-        labels = self.module.config.num_labels if hasattr(self.module.config, "num_labels") else 700
+        config: Any = self.module.config  # a transformers config, untyped behind Module.__getattr__
+        labels = config.num_labels if hasattr(config, "num_labels") else 700
         return {
             "image": torch.from_numpy(np.stack([raw.frames for raw in raws])),
             "audio": torch.from_numpy(np.stack([raw.audio for raw in raws])),
@@ -232,7 +254,7 @@ class ClipVideoEncoder(VideoEncoder):
 
     accepts_text_queries = True
 
-    def __init__(self, clip: Any, loader: ClipFramesLoader, **kwargs: Any) -> None:
+    def __init__(self, clip: ImageTextEncoder, loader: ClipFramesLoader, **kwargs: Any) -> None:
         super().__init__(dim=clip.dim, **kwargs)
         self.clip = clip
         self._loader = loader
@@ -288,6 +310,8 @@ SPEC = register(
         default_model="perceiver",
         models=VIDEO_MODELS,
         extensions=VIDEO_EXTENSIONS,
-        encoder_class=VideoEncoder,
+        # Abstract on purpose: a factory whose from_pretrained returns a concrete subclass, and the
+        # registry only ever calls from_pretrained on it (mypy assumes a type[Encoder] is instantiated).
+        encoder_class=VideoEncoder,  # type: ignore[type-abstract]
     )
 )
