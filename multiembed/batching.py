@@ -13,13 +13,15 @@ from typing import TypeVar
 
 import numpy as np
 
+from multiembed.errors import ConfigError
+
 T = TypeVar("T")
 
 
 def windows(items: Iterable[T], size: int) -> Iterator[list[T]]:
     """Consecutive lists of at most ``size`` items, pulled lazily from any iterable."""
     if size < 1:
-        raise ValueError(f"window size must be >= 1, got {size}")
+        raise ConfigError(f"window size must be >= 1, got {size}")
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
@@ -33,6 +35,6 @@ def longest_first(sizes: Sequence[int]) -> np.ndarray:
 def chunked(sequence: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """Slices of at most ``size`` elements."""
     if size < 1:
-        raise ValueError(f"batch size must be >= 1, got {size}")
+        raise ConfigError(f"batch size must be >= 1, got {size}")
     for start in range(0, len(sequence), size):
         yield sequence[start : start + size]

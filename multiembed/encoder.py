@@ -26,8 +26,9 @@ from multiembed.batching import chunked, longest_first, windows
 from multiembed.device import DevicePolicy, dtype_name
 from multiembed.embeddings import Embeddings, ItemError
 from multiembed.errors import BackendError, ConfigError, InputError
+from multiembed.failures import FailureWatch, is_device_failure
 from multiembed.models import ResolvedModel
-from multiembed.outputs import OutputSpec, split_rows, stack_rows
+from multiembed.outputs import OutputSpec, pymilvus_form, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
 from multiembed.sources import Item, Loaded, as_items
 from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
@@ -37,8 +38,6 @@ Role = Literal["document", "query"]
 KeyFilter = Callable[[Sequence[str]], Collection[str]]
 #: one item's vectors: output name -> its row (dense vector, 1-row CSR, or a matrix)
 ItemVectors = dict[str, Any]
-#: how many single items in a row may fail with the same reason before the run is stopped
-SYSTEMIC_AFTER = 3
 
 
 @dataclass
@@ -54,30 +53,6 @@ class _Entry(NamedTuple):
     position: int
     item: Item
     loaded: Loaded
-
-
-class _FailureWatch:
-    """Tells an item's own failure from a failure of the model itself.
-
-    A model that cannot run (a shape bug, a lost GPU) fails on every item with the same reason;
-    splitting batches down to single items would then report n "bad items" and go on. Once
-    :data:`SYSTEMIC_AFTER` single items in a row (two before anything has worked) fail with the same
-    reason, the run stops with that error instead.
-    """
-
-    def __init__(self) -> None:
-        self.succeeded = False
-        self.reason: str | None = None
-        self.count = 0
-
-    def success(self) -> None:
-        self.succeeded, self.reason, self.count = True, None, 0
-
-    def failure(self, reason: str) -> None:
-        self.count = self.count + 1 if reason == self.reason else 1
-        self.reason = reason
-        if self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
-            raise BackendError(f"the model fails on every item, stopping the run: {reason}")
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
@@ -237,7 +212,7 @@ class Encoder(ABC):
         return [{name: rows[index] for name, rows in columns.items()} for index in range(len(raws))]
 
     def _embed_isolated(
-        self, entries: Sequence[_Entry], role: Role, watch: _FailureWatch
+        self, entries: Sequence[_Entry], role: Role, watch: FailureWatch
     ) -> list[ItemVectors | str]:
         """Vectors for a batch; a failing batch is split until the failing items are found."""
         try:
@@ -254,7 +229,7 @@ class Encoder(ABC):
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
         except Exception as error:
-            if _is_device_failure(error):
+            if is_device_failure(error):
                 raise BackendError(f"{self.device} failed: {error}") from None
             if len(entries) == 1:
                 reason = failure_reason(error)
@@ -281,7 +256,7 @@ class Encoder(ABC):
         role: Role,
         batch_size: int,
         bar: tqdm,
-        watch: _FailureWatch,
+        watch: FailureWatch,
         skip_keys: KeyFilter | None = None,
         keep_raw: bool = False,
     ) -> Embeddings:
@@ -362,7 +337,7 @@ class Encoder(ABC):
         if total is None and isinstance(inputs, Sized):
             total = len(inputs)
         window = batch_size * self.sort_window_batches
-        watch = _FailureWatch()
+        watch = FailureWatch()
         with tqdm(
             total=total,
             desc=f"{self.modality} {role}s",
@@ -398,7 +373,7 @@ class Encoder(ABC):
         if result.errors:
             first = result.errors[0]
             raise InputError(first.reason, first.source)
-        surfaced = {spec.name: _surface(spec, result.outputs[spec.name]) for spec in self.outputs}
+        surfaced = {spec.name: pymilvus_form(spec, result.outputs[spec.name]) for spec in self.outputs}
         return surfaced[self.outputs[0].name] if len(self.outputs) == 1 else surfaced
 
     def encode_documents(self, documents: Iterable[Any]) -> Any:
@@ -414,23 +389,3 @@ class Encoder(ABC):
 
     def __call__(self, inputs: Iterable[Any]) -> Any:
         return self.encode_documents(inputs)
-
-
-def _surface(spec: OutputSpec, column: Any) -> Any:
-    """pymilvus.model's return types: dense -> list of 1-D arrays, sparse -> ``csr_array``, multi -> list."""
-    if spec.kind == "dense":
-        return list(column)
-    if spec.kind == "sparse":
-        import scipy.sparse as sp
-
-        return sp.csr_array(column)
-    return list(column)
-
-
-def _is_device_failure(error: Exception) -> bool:
-    """A CUDA/accelerator error poisons every later batch: it is never one item's fault."""
-    accelerator_error = getattr(torch, "AcceleratorError", None)
-    if accelerator_error is not None and isinstance(error, accelerator_error):
-        return True
-    text = str(error)
-    return isinstance(error, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)

@@ -162,3 +162,10 @@ def row_bytes(spec: OutputSpec, value: Any) -> int:
     if spec.kind == "sparse":
         return 12 * len(value) if isinstance(value, dict) else 12 * int(value.nnz)
     return int(np.asarray(value).nbytes)
+
+
+def pymilvus_form(spec: OutputSpec, column: Any) -> Any:
+    """pymilvus.model's return types: dense -> list of 1-D arrays, sparse -> ``csr_array``, multi -> list."""
+    if spec.kind == "sparse":
+        return sp.csr_array(column)
+    return list(column)

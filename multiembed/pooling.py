@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import torch
 
+from multiembed.errors import ConfigError
+
 Pooler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
@@ -58,7 +60,7 @@ def get_pooler(name: str) -> Pooler:
     try:
         return POOLERS[name]
     except KeyError:
-        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLERS)}") from None
+        raise ConfigError(f"unknown pooling {name!r}; choose one of {sorted(POOLERS)}") from None
 
 
 def l2_normalize(vectors: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from multiembed.errors import BackendError, InputError, MultiembedError, SchemaMismatchError
 from multiembed.milvus.client import is_lite
+from multiembed.milvus.results import AddReport, CollectionSummary, Hit, list_collections
 from multiembed.milvus.schema import (
     DEFAULT_URI,
     SPARSE_FIELD,
@@ -20,7 +21,7 @@ from multiembed.milvus.schema import (
     schema_for,
     stored_outputs,
 )
-from multiembed.milvus.store import AddReport, CollectionSummary, Hit, MilvusStore, list_collections
+from multiembed.milvus.store import MilvusStore
 
 __all__ = [
     "DEFAULT_URI",

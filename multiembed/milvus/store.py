@@ -9,18 +9,18 @@ keys named.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from multiembed.embeddings import Embeddings, ItemError
+from multiembed.embeddings import Embeddings
 from multiembed.encoder import Encoder, Role
 from multiembed.errors import BackendError, ConfigError, InputError, MultiembedError, SchemaMismatchError
 from multiembed.identity import load_arguments, mismatches
 from multiembed.milvus.client import GuardedClient, close_client, open_client
+from multiembed.milvus.results import AddReport, Hit
 from multiembed.milvus.schema import (
     DEFAULT_URI,
     MAX_VARCHAR,
@@ -35,33 +35,6 @@ from multiembed.outputs import OutputSpec, row_bytes, sparse_row_dict
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _ROW_OVERHEAD = 512
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result: the item's id, its score, where it came from, other fields.
-
-    ``score`` is what ``score_kind`` says: a similarity (cosine/ip), a distance (l2), or a fusion score.
-    """
-
-    id: str
-    score: float
-    source: str
-    fields: dict[str, Any] = field(default_factory=dict)
-    score_kind: str = "cosine"
-
-
-@dataclass
-class AddReport:
-    """What an ``add`` run did: new rows, items already stored, items that failed and why."""
-
-    added: int = 0
-    skipped: int = 0
-    errors: list[ItemError] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        return len(self.errors)
 
 
 def _fit_varchar(text: str, limit: int = MAX_VARCHAR) -> str:
@@ -419,26 +392,3 @@ def _given_vector(query: Any) -> Any:
     if isinstance(query, dict) and all(isinstance(key, int) for key in query):
         return {int(key): float(value) for key, value in query.items()}
     return None
-
-
-@dataclass(frozen=True)
-class CollectionSummary:
-    name: str
-    rows: int
-    info: CollectionInfo | None
-
-
-def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
-    """Every collection at ``uri`` with its row count and, for multiembed ones, the encoder identity."""
-    client = open_client(uri)
-    try:
-        return [
-            CollectionSummary(
-                name,
-                int(client.get_collection_stats(name)["row_count"]),
-                CollectionInfo.from_description(client.describe_collection(name)),
-            )
-            for name in sorted(client.list_collections())
-        ]
-    finally:
-        close_client(client)
