@@ -9,17 +9,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from multiembed.cli.common import (
-    EXIT_OK,
-    EXIT_PARTIAL,
-    UsageError,
-    check_model_options,
-    check_targets,
-    encoder_options,
-    first_or_fail,
-    print_failures,
-    quiet_libraries,
-)
+from multiembed.cli import common
 from multiembed.embeddings import ItemError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
@@ -29,16 +19,16 @@ from multiembed.sources import expand_all
 def cmd_index(args: argparse.Namespace) -> int:
     from multiembed.milvus import MilvusStore, check_backend
 
-    check_targets(args.inputs)
-    check_model_options(args)
+    common.check_targets(args.inputs)
+    common.check_model_options(args)
     check_backend(args.uri, index_type=args.index_type)
     if not args.verbose:
         silence_library_logs()
     if args.collection is None:
         if args.modality is None:
-            raise UsageError("give --modality (for a new collection) or --collection")
+            raise common.UsageError("give --modality (for a new collection) or --collection")
         args.collection = args.modality.replace("-", "_")
-    quiet_libraries()
+    common.quiet_libraries()
     started = time.perf_counter()
     with MilvusStore(
         args.uri,
@@ -48,10 +38,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         hybrid=args.hybrid,
         index_type=args.index_type,
         device=args.device,
-        **encoder_options(args),
+        **common.encoder_options(args),
     ) as store:
         spec = get(store.info.modality)
-        items = first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
+        items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
         added = skipped = 0
         errors: list[ItemError] = []
         for part in store.iter_add(items, progress=None if not args.quiet else False):
@@ -62,27 +52,27 @@ def cmd_index(args: argparse.Namespace) -> int:
                     f"stored {len(part)} rows (added {added}, skipped {skipped})", file=sys.stderr, flush=True
                 )
         total = store.count()
-    print_failures(errors)
+    common.print_failures(errors)
     print(
         f"added {added}, skipped {skipped} already stored, {len(errors)} failed, in "
         f"{time.perf_counter() - started:.1f}s -> {args.uri} collection {args.collection!r} ({total} rows)",
         file=sys.stderr,
     )
-    return EXIT_PARTIAL if errors else EXIT_OK
+    return common.EXIT_PARTIAL if errors else common.EXIT_OK
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     from multiembed.milvus import MilvusStore
 
     if (args.query is None) == (args.file is None):
-        raise UsageError("give a query text or --file, not both or neither")
+        raise common.UsageError("give a query text or --file, not both or neither")
     if args.file is not None and not Path(args.file).is_file():
-        raise UsageError(f"no such file: {args.file}")
+        raise common.UsageError(f"no such file: {args.file}")
     if args.limit < 1:
-        raise UsageError(f"--limit must be >= 1, got {args.limit}")
+        raise common.UsageError(f"--limit must be >= 1, got {args.limit}")
     if not args.verbose:
         silence_library_logs()
-    quiet_libraries()
+    common.quiet_libraries()
     with MilvusStore(args.uri, args.collection, device=args.device) as store:
         query = Path(args.file) if args.file else args.query
         hits = store.search(
@@ -95,7 +85,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"{rank:>3}  {hit.score:8.4f}  {hit.source}")
         if not hits:
             print("no hits", file=sys.stderr)
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
@@ -116,4 +106,4 @@ def cmd_collections(args: argparse.Namespace) -> int:
             )
             described = f"{info.modality:<11} {info.model}  {outputs}" + ("  +BM25" if info.hybrid else "")
         print(f"{summary.name:<20} {summary.rows:>8} rows  {described}")
-    return EXIT_OK
+    return common.EXIT_OK

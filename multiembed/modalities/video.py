@@ -112,6 +112,17 @@ def _model_type(path: str) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """The options ``load("video", ...)`` takes, handed to whichever model family the folder holds."""
+
+    frames: int | None = None
+    trust_remote_code: bool = False
+    normalize: bool = True
+    batch_size: int | None = None
+    workers: int | None = None
+
+
 class VideoEncoder(Encoder):
     """Video vectors; ``from_pretrained`` picks the Perceiver or CLIP frame pooling by model."""
 
@@ -140,27 +151,11 @@ class VideoEncoder(Encoder):
         if frames is not None and (not isinstance(frames, int) or frames < 1):
             raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
         kind = _model_type(model.path)
+        options = VideoOptions(frames, trust_remote_code, normalize, batch_size, workers)
         if kind == "perceiver":
-            return PerceiverVideoEncoder.build(
-                model,
-                policy,
-                frames=frames,
-                trust_remote_code=trust_remote_code,
-                normalize=normalize,
-                batch_size=batch_size or 2,
-                workers=workers,
-            )
+            return PerceiverVideoEncoder.build(model, policy, options)
         if kind == "clip":
-            if not normalize:
-                raise ConfigError("normalize=False: CLIP frame pooling is defined on unit vectors")
-            return ClipVideoEncoder.build(
-                model,
-                policy,
-                frames=frames or 8,
-                trust_remote_code=trust_remote_code,
-                batch_size=batch_size or 4,
-                workers=workers,
-            )
+            return ClipVideoEncoder.build(model, policy, options)
         raise ModelNotFoundError(
             f"{model.model_id}: the video modality takes a multimodal Perceiver or a CLIP model, "
             f"not model_type {kind!r}"
@@ -178,17 +173,11 @@ class PerceiverVideoEncoder(VideoEncoder):
 
     @classmethod
     def build(
-        cls,
-        model: ResolvedModel,
-        policy: DevicePolicy,
-        *,
-        frames: int | None = None,
-        trust_remote_code: bool = False,
-        normalize: bool = True,
-        batch_size: int = 2,
-        workers: int | None = None,
+        cls, model: ResolvedModel, policy: DevicePolicy, options: VideoOptions
     ) -> PerceiverVideoEncoder:
         from transformers import PerceiverForMultimodalAutoencoding
+
+        frames, trust_remote_code = options.frames, options.trust_remote_code
 
         with loading(model.model_id, "a multimodal Perceiver"):
             full = PerceiverForMultimodalAutoencoding.from_pretrained(
@@ -216,9 +205,9 @@ class PerceiverVideoEncoder(VideoEncoder):
             loader,
             model_id=model.model_id,
             policy=policy,
-            normalize=normalize,
-            batch_size=batch_size,
-            workers=workers,
+            normalize=options.normalize,
+            batch_size=options.batch_size or 2,
+            workers=options.workers,
         )
 
     def loader(self, role: Role) -> PerceiverLoader:
@@ -260,22 +249,22 @@ class ClipVideoEncoder(VideoEncoder):
         self._loader = loader
 
     @classmethod
-    def build(
-        cls,
-        model: ResolvedModel,
-        policy: DevicePolicy,
-        *,
-        frames: int = 8,
-        trust_remote_code: bool = False,
-        batch_size: int = 4,
-        workers: int | None = None,
-    ) -> ClipVideoEncoder:
+    def build(cls, model: ResolvedModel, policy: DevicePolicy, options: VideoOptions) -> ClipVideoEncoder:
         from multiembed.modalities.image_text import ImageTextEncoder
 
-        clip = ImageTextEncoder.from_pretrained(model, policy, trust_remote_code=trust_remote_code, workers=0)
-        loader = ClipFramesLoader(clip.image_transform, frames)
+        if not options.normalize:
+            raise ConfigError("normalize=False: CLIP frame pooling is defined on unit vectors")
+        clip = ImageTextEncoder.from_pretrained(
+            model, policy, trust_remote_code=options.trust_remote_code, workers=0
+        )
+        loader = ClipFramesLoader(clip.image_transform, options.frames or 8)
         return cls(
-            clip, loader, model_id=model.model_id, policy=policy, batch_size=batch_size, workers=workers
+            clip,
+            loader,
+            model_id=model.model_id,
+            policy=policy,
+            batch_size=options.batch_size or 4,
+            workers=options.workers,
         )
 
     def loader(self, role: Role) -> Any:
