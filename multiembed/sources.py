@@ -6,13 +6,16 @@ Nothing here decodes content: that is the modality's ``load``, which runs per it
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import io
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from multiembed.errors import ConfigError, InputError
 
@@ -51,12 +54,77 @@ def unreadable(error: OSError) -> InputError:
     return InputError(f"cannot read file ({error.strerror or error})")
 
 
-def read_bytes(path: Path) -> bytes:
-    """A file's bytes, or the InputError that names why it cannot be read."""
+def too_large(size: int, limit: int) -> InputError:
+    """The per-item error for a file over the modality's ``max_bytes``."""
+    return InputError(f"file too large: {size:,} bytes, over the limit of {limit:,} (max_bytes=)")
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a file for reading only if it is a regular file, after following symlinks.
+
+    FIFOs, devices (``/dev/zero`` behind a ``z.wav`` link) and sockets are refused as an item
+    error instead of blocking forever or being read until memory runs out. The open itself does
+    not block (``O_NONBLOCK``), so a FIFO without a writer is refused at once.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        return path.read_bytes()
+        handle = os.open(path, flags)
     except OSError as error:
         raise unreadable(error) from None
+    try:
+        mode = os.fstat(handle).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+            raise InputError(f"not a regular file ({kind})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(handle, True)
+        return os.fdopen(handle, "rb")
+    except BaseException:
+        os.close(handle)
+        raise
+
+
+def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:
+    """A regular file's bytes, at most ``max_bytes`` of them, or the InputError that says why not."""
+    with open_regular(path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise too_large(size, max_bytes)
+        try:
+            data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
+        except OSError as error:
+            raise unreadable(error) from None
+    if max_bytes is not None and len(data) > max_bytes:  # it grew, or reports no size (/proc)
+        raise too_large(len(data), max_bytes)
+    return data
+
+
+def hash_file(path: Path, max_bytes: int | None = None, chunk: int = 1 << 20) -> str:
+    """sha256 of a regular file, read in chunks (media files can be large), bounded by ``max_bytes``."""
+    digest = hashlib.sha256()
+    read = 0
+    with open_regular(path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        if max_bytes is not None and size > max_bytes:
+            raise too_large(size, max_bytes)
+        try:
+            while block := stream.read(chunk):
+                read += len(block)
+                if max_bytes is not None and read > max_bytes:
+                    raise too_large(read, max_bytes)
+                digest.update(block)
+        except OSError as error:
+            raise unreadable(error) from None
+    return digest.hexdigest()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -105,17 +173,60 @@ def walk_files(root: Path, extensions: frozenset[str]) -> Iterator[Path]:
     yield from visit(root)
 
 
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (to look for a byte-order mark), put back."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
-    """One item per non-blank line, named ``name:LINE``; undecodable lines stay bytes for load()."""
-    for number, raw in enumerate(stream, start=1):
-        line = raw.rstrip(b"\r\n")
-        if not line.strip():
-            continue
-        try:
-            value: str | bytes = line.decode("utf-8")
-        except UnicodeDecodeError:
-            value = line
-        yield Item(f"{name}:{number}", value)
+    """One item per non-blank line, named ``name:LINE``.
+
+    UTF-8 lines that do not decode stay bytes, so load() reports them one by one. A UTF-16/32 file
+    (announced by its byte-order mark) is decoded as such, never split at 0x0A bytes into mojibake.
+    """
+    from multiembed.texts import encoding_of
+
+    head = stream.read(4)
+    encoding = encoding_of(head)
+    if encoding.startswith("utf-8"):
+        lines = _byte_lines(head.removeprefix(codecs.BOM_UTF8), stream)
+        for number, raw in enumerate(lines, start=1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                value: str | bytes = line.decode("utf-8")
+            except UnicodeDecodeError:
+                value = line
+            yield Item(f"{name}:{number}", value)
+        return
+    text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding=encoding)
+    try:
+        for number, decoded in enumerate(text, start=1):
+            if decoded.strip():
+                yield Item(f"{name}:{number}", decoded.rstrip("\r\n"))
+    except UnicodeDecodeError as error:
+        raise InputError(f"not valid {encoding.upper()} text ({error.reason})", name) from None
+
+
+def _byte_lines(head: bytes, rest: IO[bytes]) -> Iterator[bytes]:
+    """Lines of ``head`` + ``rest`` as bytes, streamed."""
+    return iter(io.BufferedReader(_Prefixed(head, rest)))
 
 
 def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:

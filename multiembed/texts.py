@@ -1,25 +1,93 @@
-"""Decoding text items, shared by every modality that accepts text (text, image-text queries)."""
+"""Decoding text items, shared by every modality that accepts text (text, image-text queries).
+
+Text files may start with a byte-order mark: UTF-8's is dropped, UTF-16 and UTF-32 files are
+decoded as what their mark says; anything else must be UTF-8. Mojibake is never embedded.
+"""
 
 from __future__ import annotations
 
+import codecs
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from multiembed.errors import InputError
 from multiembed.sources import Loaded, read_bytes, sha256_hex
 
+#: a text file bigger than this is an item error, not 64 MB of tokenizer input (``max_bytes=``)
+DEFAULT_TEXT_MAX_BYTES = 64 * 1024 * 1024
 
-def load_text(value: Any) -> Loaded:
-    """Accept str, UTF-8 bytes or a path to a text file; empty text is an error, not a vector."""
-    if isinstance(value, Path):
-        value = read_bytes(value)
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InputError(f"not valid UTF-8 text (byte {error.start})") from None
-    if not isinstance(value, str):
-        raise InputError(f"expected text (str), got {type(value).__name__}")
-    if not value.strip():
-        raise InputError("empty text")
-    return Loaded(value, sha256_hex(value.encode("utf-8")))
+#: byte-order marks, longest first (UTF-32 LE starts with UTF-16 LE's mark)
+BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def encoding_of(head: bytes) -> str:
+    """The encoding a file's first bytes announce (by byte-order mark); UTF-8 when there is none."""
+    return next((encoding for bom, encoding in BOMS if head.startswith(bom)), "utf-8")
+
+
+def decode_text(data: bytes) -> str:
+    """UTF-8 text, or UTF-16/32 announced by a byte-order mark; anything else is an item error."""
+    encoding = encoding_of(data[:4])
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        name = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
+        raise InputError(f"not valid {name} text (byte {error.start})") from None
+
+
+@dataclass(frozen=True)
+class TextLoader:
+    """Accept str, bytes or a path to a text file; empty text is an error, not a vector."""
+
+    max_bytes: int | None = DEFAULT_TEXT_MAX_BYTES
+
+    def __call__(self, value: Any) -> Loaded:
+        if isinstance(value, Path):
+            value = read_bytes(value, self.max_bytes)
+        if isinstance(value, (bytes, bytearray)):
+            value = decode_text(bytes(value))
+        if not isinstance(value, str):
+            raise InputError(f"expected text (str), got {type(value).__name__}")
+        if not value.strip():
+            raise InputError("empty text")
+        return Loaded(value, sha256_hex(value.encode("utf-8")))
+
+
+load_text = TextLoader()
+
+
+#: a first cut keeps this many characters per token the model reads (doubled until it is enough)
+CHARS_PER_TOKEN = 16
+#: how far past the bound a word may run before the text is cut inside it
+MAX_WORD_CHARS = 64 * 1024
+_SPACE = re.compile(r"\s")
+
+
+def cut_for_tokenizer(text: str, tokenizer: Any, max_tokens: int) -> str:
+    """The start of ``text`` that still holds every token a model truncating at ``max_tokens`` reads.
+
+    Tokenizing a 50 MB line whole only to keep its first few hundred tokens costs gigabytes. The
+    text is cut at a whitespace, so every word before the cut is whole and tokenizes exactly as in
+    the full text (tokenizers split on whitespace before they split words); once the cut holds at
+    least ``max_tokens`` tokens, the model's truncation keeps the same tokens as from the full text.
+    Otherwise the cut is made twice as long. Only a word running more than ``MAX_WORD_CHARS`` past
+    the bound (no real text has one) is cut inside, at the bound.
+    """
+    limit = CHARS_PER_TOKEN * max_tokens
+    while limit < len(text):
+        space = _SPACE.search(text, limit, limit + MAX_WORD_CHARS)
+        if space is None:
+            return text if len(text) - limit <= MAX_WORD_CHARS else text[:limit]
+        cut = text[: space.start()]
+        if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) >= max_tokens:
+            return cut
+        limit = 2 * space.start() + 1
+    return text

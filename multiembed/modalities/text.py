@@ -22,7 +22,7 @@ from multiembed.models import ResolvedModel, loading
 from multiembed.pooling import get_pooler
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
-from multiembed.texts import load_text
+from multiembed.texts import DEFAULT_TEXT_MAX_BYTES, TextLoader, cut_for_tokenizer
 
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 
@@ -74,6 +74,7 @@ class TextEncoder(Encoder):
         normalize: bool = True,
         batch_size: int = 32,
         workers: int = 0,
+        max_bytes: int | None = DEFAULT_TEXT_MAX_BYTES,
     ) -> None:
         super().__init__(
             model_id=model_id,
@@ -84,6 +85,7 @@ class TextEncoder(Encoder):
             workers=workers,
         )
         self.model = model
+        self._loader = TextLoader(max_bytes)
         modules = list(model)
         kinds = [_module_kind(module) for module in modules]
         if "Pooling" not in kinds:
@@ -121,6 +123,7 @@ class TextEncoder(Encoder):
         normalize: bool = True,
         batch_size: int = 32,
         workers: int = 0,
+        max_bytes: int | None = DEFAULT_TEXT_MAX_BYTES,
     ) -> TextEncoder:
         """Load a sentence-transformers model from a local directory (resolved by models.py)."""
         from sentence_transformers import SentenceTransformer
@@ -152,17 +155,21 @@ class TextEncoder(Encoder):
             normalize=normalize,
             batch_size=batch_size,
             workers=workers,
+            max_bytes=max_bytes,
         )
 
     # ---- stages -----------------------------------------------------------------------------
     def loader(self, role: Role) -> Callable[[Any], Loaded]:
-        return load_text
+        return self._loader
 
     def size_of(self, raw: str) -> int:
         return len(raw)
 
     def preprocess(self, raws: list[str], role: Role) -> dict[str, Any]:
-        batch: dict[str, Any] = self.model.preprocess(raws, prompt=self.prompts[role])
+        texts = [
+            cut_for_tokenizer(text, self.model.tokenizer, int(self.model.max_seq_length)) for text in raws
+        ]
+        batch: dict[str, Any] = self.model.preprocess(texts, prompt=self.prompts[role])
         return batch
 
     def identity_options(self) -> dict[str, Any]:
