@@ -28,6 +28,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 #: PIL's own bomb threshold (2 x MAX_IMAGE_PIXELS); anything larger is refused before decoding.
 DEFAULT_MAX_PIXELS = 178_956_970
 MIN_SIDE = 2
+DEFAULT_IMAGE_MAX_BYTES = 256 * 1024 * 1024
 
 #: what an image processor's saved settings say about the pixels a model sees (its identity)
 _PROCESSOR_KEYS = (
@@ -65,6 +66,15 @@ class ImageLimits:
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = MIN_SIDE
+    #: files bigger than this are refused before they are read
+    max_bytes: int | None = DEFAULT_IMAGE_MAX_BYTES
+
+
+def image_limits(
+    max_pixels: int | None = None, max_bytes: int | None = DEFAULT_IMAGE_MAX_BYTES
+) -> ImageLimits:
+    """Limits from the options users pass (``max_pixels=None`` keeps PIL's bomb threshold)."""
+    return ImageLimits(max_pixels=max_pixels or DEFAULT_MAX_PIXELS, max_bytes=max_bytes)
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:
@@ -139,7 +149,7 @@ def load_image(value: Any, limits: ImageLimits = ImageLimits()) -> tuple[Image.I
     if isinstance(value, str):
         value = Path(value)
     if isinstance(value, Path):
-        value = read_bytes(value)
+        value = read_bytes(value, limits.max_bytes)
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         return _to_rgb(_decode(data, limits)), sha256_hex(data)

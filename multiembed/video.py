@@ -22,23 +22,22 @@ import numpy as np
 from multiembed.audio import VIDEO_EXTENSIONS, _decode_container, resample
 from multiembed.errors import InputError
 from multiembed.extras import require
-from multiembed.sources import unreadable
+from multiembed.sources import hash_file, too_large
 
 __all__ = ["VIDEO_EXTENSIONS", "frame_times", "read_video", "video_key"]
 
 
-def video_key(value: Any) -> str:
-    """sha256 of the file's bytes, read in chunks (a video can be large)."""
+#: a video file bigger than this is an item error (``max_bytes=``); it is hashed whole, in chunks
+DEFAULT_VIDEO_MAX_BYTES = 16 * 1024**3
+
+
+def video_key(value: Any, max_bytes: int | None = DEFAULT_VIDEO_MAX_BYTES) -> str:
+    """sha256 of the file's bytes, read in chunks; only regular files, at most ``max_bytes``."""
     if isinstance(value, (bytes, bytearray, memoryview)):
+        if max_bytes is not None and len(value) > max_bytes:
+            raise too_large(len(value), max_bytes)
         return hashlib.sha256(bytes(value)).hexdigest()
-    digest = hashlib.sha256()
-    try:
-        with open(value, "rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as error:
-        raise unreadable(error) from None
-    return digest.hexdigest()
+    return hash_file(Path(value), max_bytes)
 
 
 @contextmanager

@@ -8,8 +8,11 @@ freed for other processes when this process's last user closes it.
 from __future__ import annotations
 
 import functools
+import logging
+import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +22,8 @@ DEFAULT_URI = "./multiembed.db"
 
 
 def is_lite(uri: str) -> bool:
-    """A local file path means embedded Milvus Lite; a URL means a Milvus server."""
-    return "://" not in uri
+    """A local path means embedded Milvus Lite; a URL (or a ``unix:`` socket) means a Milvus server."""
+    return "://" not in uri and not uri.startswith("unix:")
 
 
 def lite_path(uri: str) -> str:
@@ -82,36 +85,133 @@ def silence_library_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
-#: Milvus Lite files this process has open, with how many clients use each.
+#: Milvus Lite databases this process has open, with how many clients use each.
 _LITE_USERS: Counter[str] = Counter()
 
+#: what every Milvus Lite (3.2) database directory holds: ``LOCK``, ``collections/``, ``databases/``
+LITE_MARKER = "collections"
 
-def open_client(uri: str) -> GuardedClient:
-    """Connect to a server, or open (creating if needed) a Milvus Lite file."""
+
+def _not_writable(path: Path) -> str | None:
+    """Why ``path`` (an existing directory or file) cannot be written, or None."""
+    if hasattr(os, "statvfs") and os.statvfs(path).f_flag & os.ST_RDONLY:
+        return f"{path} is on a read-only file system"
+    if not os.access(path, os.W_OK):
+        return f"no write permission on {path}"
+    # os.access says yes to root whatever the mode bits. A directory with no write bit at all was
+    # made read-only on purpose (chmod a-w); multiembed respects that for root too rather than
+    # writing past it. (This is also what lets the read-only test run truthfully as root.)
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and not path.stat().st_mode & 0o222:
+        return f"no write permission on {path} (mode {path.stat().st_mode & 0o777:o})"
+    return None
+
+
+def check_lite_path(uri: str, *, create: bool = True) -> Path:
+    """The database directory for ``uri``, after checking Milvus Lite can open it as asked.
+
+    Milvus Lite 3.2 keeps a database in a directory whose name ends in ``.db``; it opens it for
+    writing even to read. Without ``create``, a missing database is an error and nothing is made.
+    """
+    path = Path(lite_path(uri))
+    if not path.name.endswith(".db"):
+        raise BackendError(
+            f"Milvus Lite needs a path ending in .db, got {uri} (or pass a server URL such as "
+            "http://host:19530)"
+        )
+    if path.exists() and not path.is_dir():
+        kind = "a file" if path.is_file() else "not a directory"
+        raise BackendError(
+            f"{uri} is not a Milvus Lite database: it is {kind}, and Milvus Lite keeps a database "
+            "in a directory"
+        )
+    if path.is_dir() and not (path / LITE_MARKER).is_dir() and any(path.iterdir()):
+        raise BackendError(
+            f"{uri} is not a Milvus Lite database: the directory has no {LITE_MARKER}/ folder "
+            "(Milvus Lite makes LOCK, collections/ and databases/ in it)"
+        )
+    if not (path / LITE_MARKER).is_dir() and not create:
+        raise BackendError(f"no Milvus Lite database at {uri}")
+    if path.is_dir():
+        for part in (path, path / LITE_MARKER, path / "LOCK"):
+            why = _not_writable(part) if part.exists() else None
+            if why:
+                raise BackendError(f"cannot open Milvus Lite database {uri}: read-only location ({why})")
+        return path
+    parent = next(folder for folder in path.parents if folder.exists())
+    if not parent.is_dir():
+        raise BackendError(f"cannot create a Milvus Lite database at {uri}: {parent} is not a directory")
+    why = _not_writable(parent)
+    if why:
+        raise BackendError(f"cannot create a Milvus Lite database at {uri}: read-only location ({why})")
+    return path
+
+
+@contextmanager
+def _lite_start_failures() -> Iterator[list[BaseException]]:
+    """Catch what Milvus Lite logs when its server cannot start (pymilvus only says "failed").
+
+    Its server manager logs the exception and returns nothing; the logger is pointed at a list for
+    the duration, so the reason reaches our message and no traceback reaches the terminal.
+    """
+    caught: list[BaseException] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.exc_info and record.exc_info[1] is not None:
+                caught.append(record.exc_info[1])
+
+    logger = logging.getLogger("milvus_lite.server_manager")
+    saved = logger.level, logger.propagate, logger.disabled
+    handler = Catch(logging.ERROR)
+    logger.setLevel(logging.ERROR)
+    logger.propagate, logger.disabled = False, False
+    logger.addHandler(handler)
+    try:
+        yield caught
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate, logger.disabled = saved[1], saved[2]
+
+
+def _lite_open_error(uri: str, error: BaseException, caught: list[BaseException]) -> BackendError:
+    from milvus_lite.exceptions import DataDirLockedError
+
+    cause = caught[0] if caught else error
+    if isinstance(cause, DataDirLockedError) and isinstance(cause.__cause__, BlockingIOError):
+        return BackendError(
+            f"cannot open Milvus Lite database {uri}: another process is using it (Milvus Lite "
+            "allows one process per database; close the other one or wait for it to finish)"
+        )
+    return BackendError(
+        f"cannot open Milvus Lite database {uri}: it is damaged or unreadable ({_reason(cause)})"
+    )
+
+
+def open_client(uri: str, *, create: bool = True) -> GuardedClient:
+    """Connect to a server, or open a Milvus Lite database (creating it only if ``create``)."""
     from pymilvus import MilvusClient
 
-    if is_lite(uri):
-        path = Path(lite_path(uri))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        uri = str(path)
-    try:
-        client = MilvusClient(uri)
-    except Exception as error:
-        if is_lite(uri):
-            raise BackendError(
-                f"cannot open Milvus Lite database {uri}: another process is using it (Milvus Lite "
-                f"allows one process per file) or the file is damaged ({_reason(error)})"
-            ) from None
-        raise BackendError(f"cannot connect to Milvus at {uri} ({_reason(error)})") from None
-    if is_lite(uri):
-        _LITE_USERS[uri] += 1
-    return GuardedClient(client, uri)
+    if not is_lite(uri):
+        try:
+            return GuardedClient(MilvusClient(uri), uri)
+        except Exception as error:
+            raise BackendError(f"cannot connect to Milvus at {uri} ({_reason(error)})") from None
+    path = check_lite_path(uri, create=create)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _lite_start_failures() as caught:
+        try:
+            client = MilvusClient(str(path))
+        except Exception as error:
+            raise _lite_open_error(uri, error, caught) from None
+    _LITE_USERS[str(path)] += 1
+    return GuardedClient(client, str(path))
 
 
 def close_client(client: GuardedClient) -> None:
-    """Close, and on Milvus Lite free the file for other processes once this process is done with it.
+    """Close, and on Milvus Lite free the database for other processes once this process is done.
 
-    Milvus Lite keeps an in-process server (and the file lock) until exit unless told otherwise.
+    Milvus Lite keeps an in-process server (and the database lock) until exit unless told otherwise.
     """
     uri = client.uri
     try:

@@ -22,7 +22,15 @@ from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ConfigError, ModelNotFoundError
 from multiembed.extras import require
-from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader, processor_summary
+from multiembed.images import (
+    DEFAULT_IMAGE_MAX_BYTES,
+    IMAGE_EXTENSIONS,
+    HFImageTransform,
+    ImageLimits,
+    ImageLoader,
+    image_limits,
+    processor_summary,
+)
 from multiembed.models import ResolvedModel, hub_offline, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 
@@ -268,6 +276,7 @@ class ImageEncoder(Encoder):
         batch_size: int = 32,
         workers: int | None = None,
         max_pixels: int | None = None,
+        max_bytes: int | None = DEFAULT_IMAGE_MAX_BYTES,
         resize_size: int | None = None,
         crop_size: int | None = None,
         mean: list[float] | None = None,
@@ -283,7 +292,7 @@ class ImageEncoder(Encoder):
             "interpolation": interpolation,
         }
         backbone = build_backbone(model, trust_remote_code, **transform_options)
-        limits = ImageLimits(max_pixels=max_pixels) if max_pixels else None
+        limits = image_limits(max_pixels, max_bytes)
         return cls(
             backbone,
             model_id=model.model_id,

@@ -15,7 +15,15 @@ import torch
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ModelNotFoundError
-from multiembed.images import IMAGE_EXTENSIONS, HFImageTransform, ImageLimits, ImageLoader, processor_summary
+from multiembed.images import (
+    DEFAULT_IMAGE_MAX_BYTES,
+    IMAGE_EXTENSIONS,
+    HFImageTransform,
+    ImageLimits,
+    ImageLoader,
+    image_limits,
+    processor_summary,
+)
 from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
@@ -83,6 +91,7 @@ class ImageTextEncoder(Encoder):
         batch_size: int = 32,
         workers: int | None = None,
         max_pixels: int | None = None,
+        max_bytes: int | None = DEFAULT_IMAGE_MAX_BYTES,
     ) -> ImageTextEncoder:
         """Load a CLIP directory: model, image processor and tokenizer saved side by side."""
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
@@ -101,7 +110,7 @@ class ImageTextEncoder(Encoder):
             policy=policy,
             batch_size=batch_size,
             workers=workers,
-            limits=ImageLimits(max_pixels=max_pixels) if max_pixels else None,
+            limits=image_limits(max_pixels, max_bytes),
         )
 
     @property

@@ -29,7 +29,7 @@ from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
-from multiembed.video import read_video, video_key
+from multiembed.video import DEFAULT_VIDEO_MAX_BYTES, read_video, video_key
 
 if TYPE_CHECKING:
     from multiembed.modalities.image_text import ImageTextEncoder
@@ -69,9 +69,10 @@ class PerceiverLoader:
     image_size: int
     audio_samples: int
     audio_rate: int
+    max_bytes: int | None = DEFAULT_VIDEO_MAX_BYTES
 
     def __call__(self, value: Any) -> Loaded:
-        key = video_key(value)
+        key = video_key(value, self.max_bytes)
         images, sound = read_video(value, self.num_frames, self.audio_rate)
         size = (self.image_size, self.image_size)
         resized = [
@@ -95,9 +96,10 @@ class ClipFramesLoader:
 
     transform: HFImageTransform
     num_frames: int
+    max_bytes: int | None = DEFAULT_VIDEO_MAX_BYTES
 
     def __call__(self, value: Any) -> Loaded:
-        key = video_key(value)
+        key = video_key(value, self.max_bytes)
         images, _ = read_video(value, self.num_frames)
         pixels = np.stack(
             [np.asarray(self.transform(Image.fromarray(image)), dtype=np.float32) for image in images]
@@ -121,6 +123,7 @@ class VideoOptions:
     normalize: bool = True
     batch_size: int | None = None
     workers: int | None = None
+    max_bytes: int | None = DEFAULT_VIDEO_MAX_BYTES
 
 
 class VideoEncoder(Encoder):
@@ -141,6 +144,7 @@ class VideoEncoder(Encoder):
         normalize: bool = True,
         batch_size: int | None = None,
         workers: int | None = None,
+        max_bytes: int | None = DEFAULT_VIDEO_MAX_BYTES,
     ) -> VideoEncoder:
         """``frames``: how many to sample (Perceiver: the model's 16; CLIP: 8 by default).
 
@@ -151,7 +155,7 @@ class VideoEncoder(Encoder):
         if frames is not None and (not isinstance(frames, int) or frames < 1):
             raise ConfigError(f"frames must be an integer >= 1, got {frames!r}")
         kind = _model_type(model.path)
-        options = VideoOptions(frames, trust_remote_code, normalize, batch_size, workers)
+        options = VideoOptions(frames, trust_remote_code, normalize, batch_size, workers, max_bytes)
         if kind == "perceiver":
             return PerceiverVideoEncoder.build(model, policy, options)
         if kind == "clip":
@@ -199,6 +203,7 @@ class PerceiverVideoEncoder(VideoEncoder):
             image_size=config.image_size,
             audio_samples=config.num_frames * config.audio_samples_per_frame,
             audio_rate=config.audio_samples_per_frame * PERCEIVER_FPS,
+            max_bytes=options.max_bytes,
         )
         return cls(
             perceiver,
@@ -257,7 +262,7 @@ class ClipVideoEncoder(VideoEncoder):
         clip = ImageTextEncoder.from_pretrained(
             model, policy, trust_remote_code=options.trust_remote_code, workers=0
         )
-        loader = ClipFramesLoader(clip.image_transform, options.frames or 8)
+        loader = ClipFramesLoader(clip.image_transform, options.frames or 8, options.max_bytes)
         return cls(
             clip,
             loader,
