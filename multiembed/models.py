@@ -113,21 +113,62 @@ def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
 
 
 @contextlib.contextmanager
-def loading(model_id: str, what: str) -> Iterator[None]:
+def loading(model_id: str, what: str, path: str | None = None) -> Iterator[None]:
     """Any failure while reading a model becomes one :class:`ModelNotFoundError` naming it.
 
-    Libraries raise anything from ``OSError`` to ``KeyError`` for a damaged or foreign directory;
-    the user needs one line saying which model could not be loaded as what, and why.
+    Libraries raise anything from ``OSError`` to ``KeyError`` (``UnpicklingError``,
+    ``SafetensorError``) for a damaged or foreign directory; the user needs one line saying what
+    could not be loaded and why. When ``path`` is given, its weights files are checked one by one
+    so the line names the damaged file instead of the library's symptom.
     """
     try:
         yield
     except MultiembedError:
         raise
     except Exception as error:
+        damaged = diagnose_weights(path) if path else None
+        if damaged is not None:  # "FILE: reason"; the model id only when the path doesn't say it
+            message = damaged if damaged.startswith(model_id) else f"{model_id}: {damaged}"
+            raise ModelNotFoundError(message) from None
         first_line = (str(error).strip().splitlines() or [""])[0][:300]
         raise ModelNotFoundError(
             f"{model_id}: cannot load as {what} ({type(error).__name__}: {first_line})"
         ) from None
+
+
+def _weights_problem(file: Path) -> str | None:
+    """Why one weights file cannot be loaded safely, reading as little of it as possible."""
+    if file.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), "pt"):
+                return None
+        except Exception as error:
+            return f"damaged or truncated safetensors file ({error})"
+    if file.suffix.lower() in {".bin", ".pth", ".pt", ".ckpt"}:
+        import pickle
+
+        import torch
+
+        try:
+            torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            return None
+        except pickle.UnpicklingError:
+            return "refused: it is a pickle that would run code or build objects (only weights are loaded)"
+        except Exception as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            return f"damaged or truncated weights file ({reason})"
+    return None
+
+
+def diagnose_weights(path: str) -> str | None:
+    """``FILE: what is wrong`` for the first weights file under ``path`` that cannot be loaded."""
+    for file in _weight_files(Path(path)):
+        problem = _weights_problem(file)
+        if problem is not None:
+            return f"{file}: {problem}"
+    return None
 
 
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx", ".msgpack", ".h5"})

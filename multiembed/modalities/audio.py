@@ -105,7 +105,7 @@ class AudioEncoder(Encoder):
         """
         from transformers import AutoFeatureExtractor, AutoModel
 
-        with loading(model.model_id, "a Whisper model"):
+        with loading(model.model_id, "a Whisper model", model.path):
             whisper = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             extractor = AutoFeatureExtractor.from_pretrained(model.path, trust_remote_code=trust_remote_code)
         if not hasattr(whisper, "get_encoder") or not hasattr(extractor, "n_samples"):

@@ -88,9 +88,9 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        with loading(str(path), "a safetensors weights file (damaged or truncated?)"):
+        with loading(str(path), "a safetensors weights file", str(path)):
             return load_file(str(path))
-    with loading(str(path), "a weights-only state dict (a pickle that runs code is refused)"):
+    with loading(str(path), "a weights-only state dict", str(path)):
         state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ModelNotFoundError(f"{path}: not a state dict (got {type(state).__name__})")
@@ -178,7 +178,7 @@ def hf_backbone(resolved: ResolvedModel, trust_remote_code: bool = False) -> Bac
     """Any Hugging Face vision backbone: AutoModel's pooled output, the model's own processor."""
     from transformers import AutoImageProcessor, AutoModel
 
-    with loading(resolved.model_id, "a Hugging Face image backbone"):
+    with loading(resolved.model_id, "a Hugging Face image backbone", resolved.path):
         model = AutoModel.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
         processor = AutoImageProcessor.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
     return Backbone(
@@ -196,7 +196,7 @@ def timm_backbone(resolved: ResolvedModel) -> Backbone:
     from timm.data.config import resolve_data_config
     from timm.data.transforms_factory import create_transform
 
-    with loading(resolved.model_id, "a timm model"):
+    with loading(resolved.model_id, "a timm model", resolved.path):
         model = timm.create_model(f"local-dir:{resolved.path}", pretrained=True, num_classes=0)
     data_config = resolve_data_config(model=model)
     return Backbone(model, create_transform(**data_config), "timm", details={"transform": dict(data_config)})

@@ -96,7 +96,7 @@ class ImageTextEncoder(Encoder):
         """Load a CLIP directory: model, image processor and tokenizer saved side by side."""
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        with loading(model.model_id, "a CLIP model"):
+        with loading(model.model_id, "a CLIP model", model.path):
             clip = AutoModel.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             processor = AutoImageProcessor.from_pretrained(model.path, trust_remote_code=trust_remote_code)
             tokenizer = AutoTokenizer.from_pretrained(model.path, trust_remote_code=trust_remote_code)

@@ -133,7 +133,7 @@ class TextEncoder(Encoder):
                 f"{model.model_id}: the text modality needs a sentence-transformers model "
                 "directory, not a single weights file"
             )
-        with loading(model.model_id, "a sentence-transformers text model"):
+        with loading(model.model_id, "a sentence-transformers text model", model.path):
             st_model = SentenceTransformer(
                 model.path,
                 device=str(policy.device),

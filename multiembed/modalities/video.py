@@ -183,7 +183,7 @@ class PerceiverVideoEncoder(VideoEncoder):
 
         frames, trust_remote_code = options.frames, options.trust_remote_code
 
-        with loading(model.model_id, "a multimodal Perceiver"):
+        with loading(model.model_id, "a multimodal Perceiver", model.path):
             full = PerceiverForMultimodalAutoencoding.from_pretrained(
                 model.path, trust_remote_code=trust_remote_code
             )
