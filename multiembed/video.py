@@ -13,16 +13,16 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from multiembed.audio import VIDEO_EXTENSIONS, _decode_container, resample
+from multiembed.audio import VIDEO_EXTENSIONS, audio_seconds, decoded, open_audio, resampled
 from multiembed.errors import InputError
 from multiembed.extras import require
-from multiembed.sources import hash_file, too_large
+from multiembed.sources import hash_file, open_regular, too_large
 
 __all__ = ["VIDEO_EXTENSIONS", "frame_times", "read_video", "video_key"]
 
@@ -68,6 +68,20 @@ def _duration(container: Any, stream: Any) -> float:
     return float(last or 0.0)
 
 
+def _check_not_truncated(last_time: float | None, wanted: float, start: float, duration: float) -> None:
+    """A frame far before the time asked for means the file stops early, unless the gap is small.
+
+    A container may state a little more than its video (a longer sound track): up to a second, or
+    5% of the duration, the last frame stands in. A file cut short is an error, not a video of
+    repeated frames.
+    """
+    decoded_until = last_time if last_time is not None else start
+    if wanted - decoded_until > max(1.0, 0.05 * duration):
+        raise InputError(
+            f"truncated video: frames stop at {decoded_until - start:.1f}s of the {duration:.1f}s it states"
+        )
+
+
 def frame_times(duration: float, count: int, start: float = 0.0) -> list[float]:
     """The centres of ``count`` equal slices of the video: uniform, and never the very edges."""
     return [start + (index + 0.5) * duration / count for index in range(count)]
@@ -91,7 +105,10 @@ def _frame_at(container: Any, stream: Any, time: float) -> Any:
 def read_video(
     value: Any, frames: int, audio_rate: int | None = None
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """``frames`` RGB frames (HxWx3 uint8) sampled by time, and the mono sound track if asked."""
+    """``frames`` RGB frames (HxWx3 uint8) sampled by time, and the mono sound track if asked.
+
+    The sound track is whole up to a minute; of a longer one, the 10 s around its middle.
+    """
     if isinstance(value, str):
         value = Path(value)
     if isinstance(value, Path) and value.stat().st_size == 0:
@@ -112,6 +129,7 @@ def read_video(
                 frame = _frame_at(container, stream, time) or last
                 if frame is None:
                     raise InputError("no decodable video frames")
+                _check_not_truncated(frame.time, time, start, duration)
                 images.append(frame.to_ndarray(format="rgb24"))
                 last = frame
         except InputError:
@@ -121,8 +139,35 @@ def read_video(
     sound = None
     if audio_rate is not None:
         try:
-            samples, rate = _decode_container(value if isinstance(value, Path) else bytes(value))
-            sound = resample(samples, rate, audio_rate)
+            sound = _sound_track(value if isinstance(value, Path) else bytes(value), audio_rate)
         except InputError:
             sound = None  # no (decodable) sound track: the caller uses silence
     return images, sound
+
+
+#: a sound track up to this long is decoded whole (at most twice this, should the metadata lie)
+WHOLE_TRACK_SECONDS = 60.0
+#: of a longer track, only this much around its middle is decoded (the Perceiver takes 0.64 s of it)
+TRACK_MIDDLE_SECONDS = 10.0
+
+
+def _sound_track(source: Path | bytes, rate: int) -> np.ndarray | None:
+    """The first sound track, mono at ``rate``: whole if short, else the seconds around its middle.
+
+    A long track is never decoded whole: the decoder seeks to the middle and decodes only
+    :data:`TRACK_MIDDLE_SECONDS`, so a feature-length film costs as little as a short clip.
+    """
+    opened = open_regular(source) if isinstance(source, Path) else nullcontext(source)
+    with opened as handle, open_audio(handle) as (container, stream):
+        seconds = audio_seconds(container, stream)
+        begin, length = None, 2 * WHOLE_TRACK_SECONDS
+        if seconds is not None and seconds > WHOLE_TRACK_SECONDS:
+            first = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+            begin, length = first + (seconds - TRACK_MIDDLE_SECONDS) / 2, TRACK_MIDDLE_SECONDS
+            try:
+                container.seek(int(begin / stream.time_base), stream=stream, backward=True, any_frame=False)
+            except Exception as error:  # PyAV raises many types for broken files
+                raise InputError(f"cannot seek in the sound track ({type(error).__name__})") from None
+        chunks = list(resampled(decoded(container, stream, begin), rate, max_seconds=length))
+    sound = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return sound if sound.size else None

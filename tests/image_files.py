@@ -70,16 +70,20 @@ def bad_images(folder: Path) -> dict[Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     jpeg = io.BytesIO()
     photo(20, (200, 150)).save(jpeg, format="JPEG")
+    unidentified = "not an image, or an unsupported image format"  # PIL cannot tell what it is
     cases = {
-        "bad_truncated.jpg": (jpeg.getvalue()[: len(jpeg.getvalue()) // 2], "truncated"),
-        "bad_corrupt.png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "image"),
-        "bad_empty.jpg": (b"", "empty file"),
-        "bad_text.jpg": (b"this is not an image, just text\n" * 10, "not an image"),
-        "bad_bomb.png": (png_bomb(), "decompression bomb"),
+        "bad_truncated.jpg": (
+            jpeg.getvalue()[: len(jpeg.getvalue()) // 2],
+            "corrupt or truncated image (image file is truncated",
+        ),
+        "bad_corrupt.png": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, unidentified),
+        "bad_empty.jpg": (b"", "empty file (0 bytes)"),
+        "bad_text.jpg": (b"this is not an image, just text\n" * 10, unidentified),
+        "bad_bomb.png": (png_bomb(), "image too large, possible decompression bomb"),
     }
     one = io.BytesIO()
     Image.new("RGB", (1, 1), (255, 0, 0)).save(one, format="PNG")
-    cases["bad_tiny.png"] = (one.getvalue(), "too small")
+    cases["bad_tiny.png"] = (one.getvalue(), "image too small: 1x1 pixels (minimum 2x2)")
     reasons = {}
     for name, (data, reason) in cases.items():
         (folder / name).write_bytes(data)

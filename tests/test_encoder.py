@@ -74,9 +74,11 @@ def test_milvus_rows(encoder):
     rows = result.to_milvus_rows()
     assert [set(row) for row in rows] == [{"id", "vector", "source", "modality", "model"}] * 2
     assert rows[0]["modality"] == "text" and rows[0]["model"] == encoder.model_id
-    assert rows[1]["vector"].shape == (encoder.dim,)
+    assert [row["id"] for row in rows] == result.ids and [row["source"] for row in rows] == result.sources
+    np.testing.assert_array_equal(np.stack([row["vector"] for row in rows]), result.vectors)
+    np.testing.assert_allclose(result.vectors, np.stack(encoder.encode_documents(["a red bicycle", "dog"])))
 
 
 def test_batch_size_must_be_positive(tiny_models):
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         multiembed.load("text", str(tiny_models["mean"]), device="cpu", batch_size=0)

@@ -230,3 +230,14 @@ def test_a_pickled_resnet_state_dict_is_refused(tmp_path):
     ):
         multiembed.load("image", str(truncated), device="cpu")
     assert not Path("/tmp/multiembed-pwned").exists()
+
+
+def test_a_video_cut_short_is_an_error_not_repeated_frames(tmp_path):
+    from multiembed.video import read_video
+
+    whole = write_video(tmp_path / "whole.webm", 48, audio=False, pattern=True)
+    data = whole.read_bytes()
+    (tmp_path / "half.webm").write_bytes(data[: len(data) // 2])
+    assert len(read_video(whole, 8)[0]) == 8
+    with pytest.raises(multiembed.InputError, match=r"truncated video: frames stop at \d+\.\ds of the 6\.0s"):
+        read_video(tmp_path / "half.webm", 8)

@@ -100,7 +100,8 @@ def test_worker_processes_give_the_same_vectors_in_order(image_models, tmp_path)
 
 def test_missing_torchvision_weights_offline_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(multiembed.ModelNotFoundError, match=r"resnet50\.pth"):
+    missing = r"ResNet-50 IMAGENET1K_V2 weights are not in the cache \(.*resnet50-\w+\.pth\)"
+    with pytest.raises(multiembed.ModelNotFoundError, match=missing):
         multiembed.load("image", device="cpu")
 
 

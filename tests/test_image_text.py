@@ -58,13 +58,34 @@ def test_texts_match_get_text_features_with_truncation(clip, reference):
     assert np.abs(ours - expected).max() <= PARITY
 
 
-def test_queries_and_documents_share_one_space(clip, tmp_path):
-    paths = good_images(tmp_path)[:3]
-    images = np.stack(clip.encode_documents(paths))
-    texts = np.stack(clip.encode_queries(QUERIES[:2]))
-    scores = texts @ images.T  # cosine similarities, as Milvus COSINE computes them
-    assert scores.shape == (2, 3) and np.all(np.abs(scores) <= 1 + 1e-6)
-    assert np.allclose(np.linalg.norm(images, axis=1), 1, atol=1e-5)
+def test_image_text_similarities_equal_clip_logits_per_image(clip, image_models, tmp_path):
+    """The shared space, checked against CLIPModel's own forward: logits_per_image is
+    logit_scale.exp() x cosine(image, text), so dividing by the scale must give our dot products."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    path = image_models["clip"]
+    model = CLIPModel.from_pretrained(path).eval()
+    processor = CLIPProcessor.from_pretrained(path)
+    paths = good_images(tmp_path)[:6]
+    inputs = processor(
+        text=QUERIES,
+        images=[Image.open(p).convert("RGB") for p in paths],
+        padding=True,
+        truncation=True,
+        max_length=77,
+        return_tensors="pt",
+    )
+    with torch.inference_mode():
+        output = model(
+            input_ids=inputs["input_ids"],
+            pixel_values=inputs["pixel_values"],
+            attention_mask=inputs["attention_mask"],
+        )
+        expected = (output.logits_per_image / model.logit_scale.exp()).numpy()
+    scores = np.stack(clip.encode_documents(paths)) @ np.stack(clip.encode_queries(QUERIES)).T
+    assert expected.shape == scores.shape == (len(paths), len(QUERIES))
+    assert np.abs(scores - expected).max() <= PARITY
+    assert np.ptp(expected) > 0.1  # the scores differ enough that a mix-up of rows or columns shows
 
 
 def test_bad_queries_and_images_are_item_errors(clip):

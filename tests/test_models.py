@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import multiembed
@@ -43,7 +45,8 @@ def test_offline_hub_model_is_a_clear_error(text_spec, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["./no/such/dir", "/abs/missing", "weights.pth", "a b c"])
 def test_missing_paths_are_not_sent_to_the_hub(text_spec, name):
-    with pytest.raises(ModelNotFoundError, match="no such file or directory"):
+    message = f"model {name!r} for modality 'text': no such file or directory, and not a known alias"
+    with pytest.raises(ModelNotFoundError, match=re.escape(message)):
         resolve_model(text_spec, name)
 
 

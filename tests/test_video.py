@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,16 @@ import multiembed
 from multiembed import InputError
 from multiembed.cli import main
 from multiembed.video import read_video
-from tests.media_files import frame_level, tone, write_audio, write_video
+from tests.media_files import (
+    centre_frames,
+    decode_all_frames,
+    decode_with_swresample,
+    frame_level,
+    pattern_frame,
+    tone,
+    write_audio,
+    write_video,
+)
 
 PARITY = 1e-5
 
@@ -45,59 +56,95 @@ def test_levels_are_distinct():
 
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
+    """Colour pattern frames (so resizing, cropping and channel order matter) and a chirp."""
     folder = tmp_path_factory.mktemp("videos")
     return [
-        write_video(folder / "a.mp4", 32),
-        write_video(folder / "b.webm", 12, audio=False),
-        write_video(folder / "c.mp4", 5),
+        write_video(folder / "a.mp4", 32, pattern=True),
+        write_video(folder / "b.webm", 12, audio=False, pattern=True),
+        write_video(folder / "c.mp4", 5, pattern=True),  # fewer frames than CLIP's 8: repeats
     ]
 
 
-def test_perceiver_matches_the_full_model_hidden_states(media_models, videos):
+def test_independent_frame_extraction_reads_the_written_frames(videos):
+    """The references below pick frames by index from a full decode: check that against the writer."""
+    for video, count in zip(videos, [32, 12, 5], strict=True):
+        frames = decode_all_frames(video)
+        assert len(frames) == count and frames[0].shape == (64, 64, 3)
+        written = np.stack([pattern_frame(index, 64) for index in range(count)]).astype(int)
+        closest = [int(np.abs(written - frame).mean(axis=(1, 2, 3)).argmin()) for frame in frames]
+        assert closest == list(range(count)), video.name
+    # the same picks as the hand-written expectations of test_frames_are_sampled_uniformly_by_time
+    assert centre_frames(list(range(64)), 16) == [4 * i + 2 for i in range(16)]
+    assert centre_frames(list(range(40)), 8) == [5 * i + 2 for i in range(8)]
+    assert centre_frames(list(range(3)), 8) == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def perceiver_inputs(video, config) -> dict[str, torch.Tensor]:
+    """The multimodal Perceiver's inputs for one file, built without multiembed: the centre frames of
+    num_frames equal slices, PIL-bilinear resized to image_size, 0..1, CHW; and num_frames x
+    audio_samples_per_frame samples of the sound at the model's rate (samples-per-frame x 25 fps,
+    Kinetics' rate: 48 kHz for the real model), taken around the middle of the track."""
+    size = config.image_size
+    frames = centre_frames(decode_all_frames(video), config.num_frames)
+    resized = [np.asarray(Image.fromarray(frame).resize((size, size), Image.BILINEAR)) for frame in frames]
+    image = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255.0
+    length = config.num_frames * config.audio_samples_per_frame
+    audio = np.zeros(length, dtype=np.float32)
+    with av.open(str(video)) as container:
+        has_sound = bool(container.streams.audio)
+    if has_sound:
+        sound = decode_with_swresample(video, config.audio_samples_per_frame * 25)
+        assert len(sound) > length
+        middle = len(sound) // 2
+        audio = sound[middle - length // 2 : middle + length // 2]
+    return {
+        "image": image[None],
+        "audio": torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None, :, None],
+        "label": torch.zeros(1, config.num_labels),
+    }
+
+
+def test_perceiver_matches_transformers_on_independently_decoded_inputs(media_models, videos):
     from transformers import PerceiverForMultimodalAutoencoding
 
     encoder = multiembed.load("video", str(media_models["perceiver"]), device="cpu", workers=0)
     ours = encoder.encode(videos).vectors
     model = PerceiverForMultimodalAutoencoding.from_pretrained(media_models["perceiver"]).eval()
+    points = {"image": torch.arange(4), "audio": torch.arange(4), "label": None}  # cheap decoder
     expected = []
     for video in videos:
-        clip = encoder.load(video, "document").raw  # the same inputs: 4 frames, 32x32, 256 samples
-        inputs = {
-            "image": torch.from_numpy(clip.frames)[None],
-            "audio": torch.from_numpy(clip.audio)[None],
-            "label": torch.zeros(1, 700),
-        }
-        points = {"image": torch.arange(4), "audio": torch.arange(4), "label": None}  # cheap decoder
+        inputs = perceiver_inputs(video, model.config)
         with torch.inference_mode():
             output = model(inputs=inputs, subsampled_output_points=points, output_hidden_states=True)
-        expected.append(torch.nn.functional.normalize(output.hidden_states[-1][0].mean(dim=0), dim=-1))
+        latents = output.hidden_states[-1][0]  # the encoder's final latent array [num_latents, d]
+        expected.append(torch.nn.functional.normalize(latents.mean(dim=0), dim=-1))
     assert ours.shape == (3, 16)
     assert np.abs(ours - torch.stack(expected).numpy()).max() <= PARITY
 
 
-def test_perceiver_inputs(media_models, videos):
-    encoder = multiembed.load("video", str(media_models["perceiver"]), device="cpu", workers=0)
-    with_sound = encoder.load(videos[0], "document").raw
-    silent = encoder.load(videos[1], "document").raw
-    assert (
-        with_sound.frames.shape == (4, 3, 32, 32)
-        and 0 <= with_sound.frames.min() <= with_sound.frames.max() <= 1
-    )
-    assert with_sound.audio.shape == silent.audio.shape == (256, 1)
-    assert np.abs(with_sound.audio).max() > 0.1 and not silent.audio.any()  # silence when no track
+def test_clip_frame_pooling_matches_clip_model_on_independently_decoded_frames(image_models, videos):
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
-
-def test_clip_frame_pooling_is_the_mean_of_image_text_vectors(image_models, videos):
-    video_encoder = multiembed.load("video", str(image_models["clip"]), device="cpu", workers=0)
-    image_text = multiembed.load("image-text", str(image_models["clip"]), device="cpu", workers=0)
+    path = image_models["clip"]
+    video_encoder = multiembed.load("video", str(path), device="cpu", workers=0)
     ours = video_encoder.encode(videos).vectors
+    model = CLIPModel.from_pretrained(path).eval()
+    processor = AutoImageProcessor.from_pretrained(path)
     for video, vector in zip(videos, ours, strict=True):
-        frames, _ = read_video(video, 8)
-        per_frame = np.stack(image_text.encode_documents([Image.fromarray(f) for f in frames]))
-        expected = per_frame.mean(axis=0) / np.linalg.norm(per_frame.mean(axis=0))
-        assert np.abs(vector - expected).max() <= PARITY
+        frames = centre_frames(decode_all_frames(video), 8)  # 8: the CLIP video default
+        pixels = processor(images=[Image.fromarray(frame) for frame in frames], return_tensors="pt")
+        with torch.inference_mode():
+            output = model.get_image_features(pixel_values=pixels["pixel_values"])
+        features = output if isinstance(output, torch.Tensor) else output.pooler_output
+        mean = torch.nn.functional.normalize(features, dim=-1).mean(dim=0)
+        expected = torch.nn.functional.normalize(mean, dim=-1).numpy()
+        assert np.abs(vector - expected).max() <= PARITY, video.name
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    with torch.inference_mode():
+        output = model.get_text_features(**tokenizer(["a red bicycle"], return_tensors="pt"))
+    features = output if isinstance(output, torch.Tensor) else output.pooler_output
     query = video_encoder.encode_queries(["a red bicycle"])[0]
-    np.testing.assert_allclose(query, image_text.encode_queries(["a red bicycle"])[0], atol=1e-6)
+    np.testing.assert_allclose(query, torch.nn.functional.normalize(features, dim=-1)[0].numpy(), atol=PARITY)
 
 
 @pytest.fixture(scope="module")
@@ -108,18 +155,22 @@ def bad_videos(tmp_path_factory):
     write_audio(folder / "sound.m4a", tone(1.0), 16000).rename(folder / "audio_only.mp4")
     good = write_video(folder / "good.mp4", 30)
     (folder / "truncated.mp4").write_bytes(good.read_bytes()[:600])
+    indexed = write_video(folder / "indexed.mp4", 30, audio=False, faststart=True)
+    (folder / "cut_frames.mp4").write_bytes(indexed.read_bytes()[: indexed.stat().st_size // 2])
+    indexed.unlink()
     return folder
 
 
 @pytest.mark.parametrize(("name", "reason"), [
-    ("empty.mp4", "empty file"),
-    ("corrupt.mkv", "cannot open video"),
-    ("audio_only.mp4", "no video stream"),
-    ("truncated.mp4", "video"),
+    ("empty.mp4", "empty file (0 bytes)"),
+    ("corrupt.mkv", "cannot open video (InvalidDataError"),
+    ("audio_only.mp4", "no video stream (an audio-only file?)"),
+    ("truncated.mp4", "cannot open video (InvalidDataError"),  # cut before the moov atom, at the end
+    ("cut_frames.mp4", "corrupt video ("),  # index first, frames cut mid-packet: decoding fails
 ])  # fmt: skip
 def test_bad_videos_are_item_errors(image_models, bad_videos, name, reason):
     encoder = multiembed.load("video", str(image_models["clip"]), device="cpu", workers=0)
-    with pytest.raises(InputError, match=reason):
+    with pytest.raises(InputError, match=re.escape(reason)):
         encoder.encode_documents([bad_videos / name])
 
 
@@ -139,4 +190,5 @@ def test_cli_folder_of_videos(media_models, bad_videos, tmp_path, capsys):
     assert [row["source"] for row in rows] == [str(bad_videos / "good.mp4")]
     err = capsys.readouterr().err
     assert "audio_only.mp4: no video stream" in err and "empty.mp4: empty file" in err
-    assert "embedded 1 of 5 items, 4 failed" in err
+    assert "cut_frames.mp4: corrupt video" in err and "truncated.mp4: cannot open video" in err
+    assert "embedded 1 of 6 items, 5 failed" in err

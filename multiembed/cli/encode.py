@@ -28,7 +28,7 @@ from multiembed.embeddings import ItemError
 from multiembed.encoder import Role
 from multiembed.output import format_for, open_writer
 from multiembed.registry import get
-from multiembed.sources import Item, expand_all, read_lines
+from multiembed.sources import Item, count_items, expand_all, read_lines
 
 
 def _iter_queries(texts: Sequence[str], texts_file: str | None) -> Iterator[Item]:
@@ -50,6 +50,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     check_targets([*args.inputs, *([args.texts] if args.texts else [])])
     check_model_options(args)
     role: Role = "query" if args.text or args.texts else "document"
+    total = None if role == "query" else count_items(spec, args.inputs)
     if role == "query":
         items = first_or_fail(_iter_queries(args.text, args.texts), str(args.texts), frozenset())
     else:
@@ -60,7 +61,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     errors: list[ItemError] = []
     embedded = seen = 0
     with open_writer(output, fmt, encoder.outputs, encoder.config()) as writer:
-        for part in encoder.iter_encode(items, role=role, progress=None if not args.quiet else False):
+        progress = None if not args.quiet else False
+        for part in encoder.iter_encode(items, role=role, progress=progress, total=total):
             writer.write(part)
             embedded, seen = embedded + len(part), seen + part.total
             errors.extend(part.errors)
