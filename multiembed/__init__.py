@@ -7,14 +7,10 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from multiembed.device import DevicePolicy
-from multiembed.embeddings import Embeddings, ItemError
-from multiembed.encoder import Encoder
 from multiembed.errors import (
     BackendError,
     ConfigError,
@@ -23,9 +19,16 @@ from multiembed.errors import (
     MultiembedError,
     SchemaMismatchError,
 )
-from multiembed.models import resolve_model, weights_fingerprint
-from multiembed.outputs import OutputSpec
 from multiembed.registry import ModalitySpec, ModelInfo, get, list_modalities
+
+if TYPE_CHECKING:
+    import torch
+
+    from multiembed.device import DevicePolicy
+    from multiembed.embeddings import Embeddings, ItemError
+    from multiembed.encoder import Encoder
+    from multiembed.milvus import MilvusStore
+    from multiembed.outputs import OutputSpec
 
 __version__ = "0.1.0"
 
@@ -51,13 +54,24 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """MilvusStore is imported on first use: pymilvus is slow to import and not every user needs it."""
-    if name == "MilvusStore":
-        from multiembed.milvus import MilvusStore
+#: names imported on first use: torch, numpy and pymilvus take seconds to import, and the CLI's
+#: --help, `modalities` and `collections` need none of them
+_LAZY = {
+    "DevicePolicy": "multiembed.device",
+    "Embeddings": "multiembed.embeddings",
+    "ItemError": "multiembed.embeddings",
+    "Encoder": "multiembed.encoder",
+    "MilvusStore": "multiembed.milvus",
+    "OutputSpec": "multiembed.outputs",
+}
 
-        return MilvusStore
-    raise AttributeError(f"module 'multiembed' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    """The heavy parts of the public API, imported when first used."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multiembed' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
 def load(
@@ -71,6 +85,9 @@ def load(
 
     The device and dtype are checked before any weights are read, so a bad request fails fast.
     """
+    from multiembed.device import DevicePolicy
+    from multiembed.models import resolve_model, weights_fingerprint
+
     spec = get(modality)
     _check_options(spec, options)
     policy = DevicePolicy.resolve(device, dtype)

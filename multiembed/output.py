@@ -25,32 +25,12 @@ import pyarrow.parquet as pq
 
 from multiembed.embeddings import Embeddings, field_name
 from multiembed.errors import ConfigError
+from multiembed.formats import FORMATS, format_for
+
+__all__ = ["FORMATS", "Writer", "format_for", "open_writer", "to_arrow", "write_embeddings"]
 from multiembed.outputs import OutputSpec, sparse_row_dict
 
-FORMATS = ("parquet", "npy", "jsonl")
-_SUFFIXES = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".npy": "npy",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 CONFIG_KEY = b"multiembed.config"
-
-
-def format_for(path: Path, requested: str | None = None) -> str:
-    """The output format: the one asked for, else the one the file suffix names."""
-    if requested:
-        if requested not in FORMATS:
-            raise ConfigError(f"unknown format {requested!r}; choose one of {', '.join(FORMATS)}")
-        return requested
-    try:
-        return _SUFFIXES[path.suffix.lower()]
-    except KeyError:
-        raise ConfigError(
-            f"cannot tell the output format from {path.name!r}; use a .parquet, .npy or .jsonl "
-            "suffix or pass --format"
-        ) from None
 
 
 def _umask() -> int:

@@ -8,13 +8,13 @@ sizing and the query vectors all read these declarations instead of assuming one
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from multiembed.errors import BackendError, ConfigError
 
@@ -68,8 +68,20 @@ class OutputSpec:
 
 
 # ---- one batch of model output -> per-item rows ---------------------------------------------------
+def _is_tensor(value: Any) -> bool:
+    """A torch tensor, checked without importing torch (a value can't be one unless torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _as_array(value: Any) -> np.ndarray:
+    if _is_tensor(value):
+        return np.asarray(value.detach().float().cpu().numpy())
+    return np.asarray(value, np.float32)
+
+
 def _dense_rows(spec: OutputSpec, value: Any, count: int) -> list[np.ndarray]:
-    array = value.float().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, np.float32)
+    array = _as_array(value)
     if array.ndim != 2 or array.shape != (count, spec.dim):
         raise BackendError(
             f"output {spec.name!r}: the model gave shape {tuple(array.shape)}, expected ({count}, {spec.dim})"
@@ -79,9 +91,8 @@ def _dense_rows(spec: OutputSpec, value: Any, count: int) -> list[np.ndarray]:
 
 
 def _sparse_rows(spec: OutputSpec, value: Any, count: int) -> list[sp.csr_matrix]:
-    if isinstance(value, torch.Tensor):
-        value = value.to_dense() if value.is_sparse else value
-        matrix = sp.csr_matrix(value.float().cpu().numpy())
+    if _is_tensor(value):
+        matrix = sp.csr_matrix(_as_array(value.to_dense() if value.is_sparse else value))
     elif sp.issparse(value):
         matrix = sp.csr_matrix(value)
     else:
@@ -96,10 +107,7 @@ def _sparse_rows(spec: OutputSpec, value: Any, count: int) -> list[sp.csr_matrix
 
 
 def _multi_rows(spec: OutputSpec, value: Any, count: int) -> list[np.ndarray]:
-    rows = [
-        item.float().cpu().numpy() if isinstance(item, torch.Tensor) else np.asarray(item, np.float32)
-        for item in value
-    ]
+    rows = [_as_array(item) for item in value]
     if len(rows) != count or any(row.ndim != 2 or row.shape[1] != spec.dim for row in rows):
         shapes = [tuple(row.shape) for row in rows[:3]]
         raise BackendError(

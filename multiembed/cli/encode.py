@@ -26,7 +26,8 @@ from multiembed.cli.common import (
 )
 from multiembed.embeddings import ItemError
 from multiembed.encoder import Role
-from multiembed.output import format_for, open_writer
+from multiembed.formats import format_for
+from multiembed.output import open_writer
 from multiembed.registry import get
 from multiembed.sources import Item, count_items, expand_all, read_lines
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from multiembed.formats import FORMATS
 from multiembed.milvus.client import DEFAULT_URI
-from multiembed.output import FORMATS
 
 
 def _add_model_options(parser: argparse.ArgumentParser, modality_required: bool = True) -> None:

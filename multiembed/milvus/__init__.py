@@ -7,21 +7,54 @@ Lite files and servers and turns every client failure into a :class:`BackendErro
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from multiembed.errors import BackendError, InputError, MultiembedError, SchemaMismatchError
-from multiembed.milvus.client import is_lite
-from multiembed.milvus.results import AddReport, CollectionSummary, Hit, list_collections
-from multiembed.milvus.schema import (
-    DEFAULT_URI,
-    SPARSE_FIELD,
-    TEXT_FIELD,
-    VECTOR_FIELD,
-    CollectionInfo,
-    check_backend,
-    index_params_for,
-    schema_for,
-    stored_outputs,
-)
-from multiembed.milvus.store import MilvusStore
+from multiembed.milvus.client import DEFAULT_URI, is_lite
+
+if TYPE_CHECKING:
+    from multiembed.milvus.results import AddReport, CollectionSummary, Hit, list_collections
+    from multiembed.milvus.schema import (
+        SPARSE_FIELD,
+        TEXT_FIELD,
+        VECTOR_FIELD,
+        CollectionInfo,
+        check_backend,
+        index_params_for,
+        schema_for,
+        stored_outputs,
+    )
+    from multiembed.milvus.store import MilvusStore
+
+#: where each public name lives; imported on first use (the CLI's light commands need few of them)
+_LAZY = {
+    **dict.fromkeys(
+        ["AddReport", "CollectionSummary", "Hit", "list_collections"], "multiembed.milvus.results"
+    ),
+    **dict.fromkeys(
+        [
+            "SPARSE_FIELD",
+            "TEXT_FIELD",
+            "VECTOR_FIELD",
+            "CollectionInfo",
+            "check_backend",
+            "index_params_for",
+            "schema_for",
+            "stored_outputs",
+        ],
+        "multiembed.milvus.schema",
+    ),
+    "MilvusStore": "multiembed.milvus.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multiembed.milvus' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_URI",
