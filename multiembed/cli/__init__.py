@@ -8,6 +8,7 @@ reported in one line without a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -34,17 +35,21 @@ def cmd_modalities(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from multiembed.cli.encode import cmd_encode
-    from multiembed.cli.store import cmd_collections, cmd_index, cmd_search
+#: subcommand -> (module, function); a command's module is imported only when it runs, so the
+#: light ones (modalities, collections, --help) don't pay for torch
+_COMMANDS = {
+    "encode": ("multiembed.cli.encode", "cmd_encode"),
+    "index": ("multiembed.cli.store", "cmd_index"),
+    "search": ("multiembed.cli.store", "cmd_search"),
+    "collections": ("multiembed.cli.store", "cmd_collections"),
+    "modalities": ("multiembed.cli", "cmd_modalities"),
+}
 
-    return {
-        "encode": cmd_encode,
-        "index": cmd_index,
-        "search": cmd_search,
-        "collections": cmd_collections,
-        "modalities": cmd_modalities,
-    }
+
+def _command(name: str) -> Callable[[argparse.Namespace], int]:
+    module, function = _COMMANDS[name]
+    command: Callable[[argparse.Namespace], int] = getattr(importlib.import_module(module), function)
+    return command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return _commands()[args.command](args)
+        return _command(args.command)(args)
     except (UsageError, MultiembedError) as error:
         print(f"multiembed: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -38,8 +38,15 @@ def cmd_index(args: argparse.Namespace) -> int:
         hybrid=args.hybrid,
         index_type=args.index_type,
         device=args.device,
+        accept_row_count=True,  # indexing its inputs again is how a damaged collection is repaired
         **common.encoder_options(args),
     ) as store:
+        if store.row_shortfall:
+            print(
+                f"multiembed: warning: {store.row_shortfall}; the missing items among these inputs "
+                "are stored again",
+                file=sys.stderr,
+            )
         spec = get(store.info.modality)
         items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
         added = skipped = 0

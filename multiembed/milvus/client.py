@@ -135,14 +135,14 @@ def check_lite_path(uri: str, *, create: bool = True) -> Path:
         for part in (path, path / LITE_MARKER, path / "LOCK"):
             why = _not_writable(part) if part.exists() else None
             if why:
-                raise BackendError(f"cannot open Milvus Lite database {uri}: read-only location ({why})")
+                raise BackendError(f"cannot open Milvus Lite database {uri}: read-only location: {why}")
         return path
     parent = next(folder for folder in path.parents if folder.exists())
     if not parent.is_dir():
         raise BackendError(f"cannot create a Milvus Lite database at {uri}: {parent} is not a directory")
     why = _not_writable(parent)
     if why:
-        raise BackendError(f"cannot create a Milvus Lite database at {uri}: read-only location ({why})")
+        raise BackendError(f"cannot create a Milvus Lite database at {uri}: read-only location: {why}")
     return path
 
 

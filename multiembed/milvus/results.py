@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multiembed.embeddings import ItemError
-from multiembed.milvus.client import DEFAULT_URI, close_client, open_client
-from multiembed.milvus.schema import CollectionInfo
+from multiembed.errors import BackendError
+from multiembed.milvus.client import DEFAULT_URI, close_client, is_lite, open_client
+from multiembed.milvus.schema import DAMAGED_HINT, CollectionInfo, check_rows
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,13 @@ class Hit:
     source: str
     fields: dict[str, Any] = field(default_factory=dict)
     score_kind: str = "cosine"
+
+    @classmethod
+    def of(cls, raw: dict[str, Any], score_kind: str) -> Hit:
+        """A hit from one pymilvus search result."""
+        entity = dict(raw.get("entity") or {})
+        source = str(entity.pop("source", ""))
+        return cls(str(raw["id"]), float(raw["distance"]), source, entity, score_kind)
 
 
 @dataclass
@@ -45,16 +53,21 @@ class CollectionSummary:
 
 
 def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
-    """Every collection at ``uri`` with its row count and, for multiembed ones, the encoder identity."""
-    client = open_client(uri)
+    """Every collection at ``uri`` with its row count and, for multiembed ones, the encoder identity.
+
+    Only reads: a Milvus Lite database that does not exist is an error, not created. A Lite
+    collection holding fewer rows than multiembed last stored raises :class:`BackendError`.
+    """
+    client = open_client(uri, create=False)
     try:
-        return [
-            CollectionSummary(
-                name,
-                int(client.get_collection_stats(name)["row_count"]),
-                CollectionInfo.from_description(client.describe_collection(name)),
-            )
-            for name in sorted(client.list_collections())
-        ]
+        summaries = []
+        for name in sorted(client.list_collections()):
+            rows = int(client.get_collection_stats(name)["row_count"])
+            description = client.describe_collection(name)
+            damage = check_rows(name, description, rows) if is_lite(uri) else None
+            if damage:
+                raise BackendError(f"{damage}; {DAMAGED_HINT}")
+            summaries.append(CollectionSummary(name, rows, CollectionInfo.from_description(description)))
+        return summaries
     finally:
         close_client(client)

@@ -12,21 +12,39 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
 
 from multiembed.embeddings import field_name
-from multiembed.encoder import Encoder
 from multiembed.errors import BackendError
 from multiembed.identity import legacy_config
 from multiembed.milvus.client import DEFAULT_URI, is_lite
-from multiembed.outputs import OutputSpec
+from multiembed.outputs import OutputSpec, sparse_row_dict
 
-__all__ = ["DEFAULT_URI", "CollectionInfo", "check_backend", "index_params_for", "schema_for"]
+if TYPE_CHECKING:
+    from multiembed.encoder import Encoder
+
+__all__ = [
+    "DAMAGED_HINT",
+    "DEFAULT_URI",
+    "CollectionInfo",
+    "check_backend",
+    "check_rows",
+    "index_params_for",
+    "recorded_rows",
+    "rows_property",
+    "schema_for",
+]
 
 VECTOR_FIELD = "vector"
 TEXT_FIELD = "text"
 SPARSE_FIELD = "sparse"  # filled by Milvus' built-in BM25 function from TEXT_FIELD
 PROPERTY = "multiembed"
+#: the row count multiembed last left in a Milvus Lite collection (a property of its own: it is
+#: rewritten after every stored window, and the identity in PROPERTY is not)
+ROWS_PROPERTY = "multiembed.rows"
 #: what Milvus Lite stores and indexes; the rest it rejects or silently serves by brute force
 LITE_VECTOR_TYPES = frozenset({"FLOAT_VECTOR", "SPARSE_FLOAT_VECTOR"})
 LITE_UNBUILT_INDEXES = frozenset({"DISKANN", "SCANN", "IVF_PQ"})
@@ -48,6 +66,58 @@ def check_backend(uri: str, *, vector_type: str = "FLOAT_VECTOR", index_type: st
             f"Milvus Lite ({uri}) accepts {index_type} but never builds it (it would search by brute "
             "force); use AUTOINDEX, HNSW, IVF_FLAT or FLAT, or a Milvus server"
         )
+
+
+def fit_varchar(text: str, limit: int = MAX_VARCHAR) -> str:
+    """Milvus counts VARCHAR length in bytes; cut at a character boundary under the limit."""
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
+
+
+def given_vector(query: Any) -> Any:
+    """A query that already is a vector: a numeric 1-D array, a sparse dict or a one-row sparse matrix."""
+    if isinstance(query, np.ndarray) and query.ndim == 1 and np.issubdtype(query.dtype, np.number):
+        return query.astype(np.float32)
+    if sp.issparse(query) and query.shape[0] == 1:
+        return sparse_row_dict(sp.csr_matrix(query), 0)
+    if isinstance(query, dict) and all(isinstance(key, int) for key in query):
+        return {int(key): float(value) for key, value in query.items()}
+    return None
+
+
+def recorded_rows(description: dict[str, Any]) -> int | None:
+    """The row count multiembed recorded in a collection's properties, or None if it recorded none."""
+    raw = (description.get("properties") or {}).get(ROWS_PROPERTY)
+    try:
+        return None if raw is None else int(raw)
+    except ValueError:
+        return None
+
+
+def rows_property(rows: int) -> dict[str, str]:
+    return {ROWS_PROPERTY: str(rows)}
+
+
+#: what to do about a collection that looks damaged (appended when it is refused)
+DAMAGED_HINT = (
+    "re-run `multiembed index` with its inputs to store the missing items again, or if rows were "
+    "deleted on purpose, accept the current count with MilvusStore(uri, name, accept_row_count=True)"
+)
+
+
+def check_rows(name: str, description: dict[str, Any], reported: int) -> str | None:
+    """Why a collection looks damaged (Milvus holds fewer rows than multiembed stored), or None.
+
+    Milvus Lite silently falls back to the previous manifest when the current one is corrupt, and
+    then answers from the older, smaller state; the recorded count is what gives that away.
+    """
+    recorded = recorded_rows(description)
+    if recorded is None or reported >= recorded:
+        return None
+    return (
+        f"collection {name!r} looks damaged: Milvus reports {reported} rows, multiembed last stored "
+        f"{recorded}"
+    )
 
 
 def stored_outputs(outputs: Sequence[OutputSpec]) -> list[tuple[str, OutputSpec]]:

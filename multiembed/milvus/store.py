@@ -12,23 +12,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.sparse as sp
-
 from multiembed.embeddings import Embeddings
 from multiembed.encoder import Encoder, Role
 from multiembed.errors import BackendError, ConfigError, InputError, MultiembedError, SchemaMismatchError
 from multiembed.identity import load_arguments, mismatches
-from multiembed.milvus.client import GuardedClient, close_client, open_client
+from multiembed.milvus.client import GuardedClient, close_client, is_lite, open_client
 from multiembed.milvus.results import AddReport, Hit
 from multiembed.milvus.schema import (
+    DAMAGED_HINT,
     DEFAULT_URI,
-    MAX_VARCHAR,
     SPARSE_FIELD,
     TEXT_FIELD,
     CollectionInfo,
     check_backend,
+    check_rows,
+    fit_varchar,
+    given_vector,
     index_params_for,
+    rows_property,
     schema_for,
 )
 from multiembed.outputs import OutputSpec, row_bytes, sparse_row_dict
@@ -37,17 +38,14 @@ MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _ROW_OVERHEAD = 512
 
 
-def _fit_varchar(text: str, limit: int = MAX_VARCHAR) -> str:
-    """Milvus counts VARCHAR length in bytes; cut at a character boundary under the limit."""
-    data = text.encode("utf-8")
-    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
-
-
 class MilvusStore:
     """A collection of one encoder's vectors, in Milvus Lite (a local file) or a Milvus server.
 
     Open an existing collection without an encoder to get the encoder it was built with; create a
-    new one by passing an encoder (or ``modality=`` and optionally ``model=`` and options).
+    new one by passing an encoder (or ``modality=`` and optionally ``model=`` and options). Without
+    either nothing is created: a missing Milvus Lite database is an error. On Lite the store records
+    the rows it stored; a collection holding fewer "looks damaged" (:class:`BackendError`) unless
+    opened with ``accept_row_count=True``, which records the current count (see :attr:`row_shortfall`).
     """
 
     def __init__(
@@ -61,12 +59,18 @@ class MilvusStore:
         hybrid: bool = False,
         index_type: str = "AUTOINDEX",
         device: str = "auto",
+        accept_row_count: bool = False,
         **encoder_options: Any,
     ) -> None:
         self.uri = uri
         self.collection = collection
         check_backend(uri, index_type=index_type)
-        self.client: GuardedClient | None = open_client(uri)
+        self._row_count: int | None = None  # rows the collection holds, kept on Milvus Lite only
+        self._accept_row_count = accept_row_count
+        #: why the collection looked damaged when it was opened with ``accept_row_count=True``
+        self.row_shortfall: str | None = None
+        creates = encoder is not None or modality is not None  # else only open: create nothing
+        self.client: GuardedClient | None = open_client(uri, create=creates)
         try:
             self.info, self.encoder = self._open_or_create(
                 encoder, modality, model, hybrid, index_type, device, encoder_options
@@ -101,12 +105,14 @@ class MilvusStore:
                 )
             encoder = _load(modality, model, device, options)
         info = CollectionInfo.of(encoder, hybrid)
+        lite = is_lite(self.uri)
         self._client.create_collection(
             self.collection,
             schema=schema_for(encoder, hybrid=hybrid),
             index_params=index_params_for(encoder, index_type, hybrid=hybrid),
-            properties=info.to_property(),
+            properties={**info.to_property(), **(rows_property(0) if lite else {})},
         )
+        self._row_count = 0 if lite else None
         return info, encoder
 
     def _reopen(
@@ -117,11 +123,14 @@ class MilvusStore:
         device: str,
         options: dict[str, Any],
     ) -> tuple[CollectionInfo, Encoder]:
-        info = CollectionInfo.from_description(self._client.describe_collection(self.collection))
+        description = self._client.describe_collection(self.collection)
+        info = CollectionInfo.from_description(description)
         if info is None:
             raise SchemaMismatchError(
                 f"collection {self.collection!r} was not created by multiembed (no encoder recorded)"
             )
+        if is_lite(self.uri):
+            self._check_rows(description)
         if encoder is None:
             if modality is not None and modality != info.modality:
                 raise SchemaMismatchError(
@@ -137,6 +146,22 @@ class MilvusStore:
         # A collection reopened by a new process is "released" until loaded.
         self._client.load_collection(self.collection)
         return info, encoder
+
+    def _check_rows(self, description: dict[str, Any]) -> None:
+        """Refuse a Lite collection holding fewer rows than recorded (or accept it, when asked)."""
+        self._row_count = self.count()
+        self.row_shortfall = check_rows(self.collection, description, self._row_count)
+        if self.row_shortfall and not self._accept_row_count:
+            raise BackendError(f"{self.row_shortfall}; {DAMAGED_HINT}")
+        if self.row_shortfall:
+            self._record_rows(0)
+
+    def _record_rows(self, added: int) -> None:
+        """Record the rows stored (Lite): only new items reach the upsert, so the count grows by ``added``."""
+        if self._row_count is not None:
+            self._row_count += added
+            rows = rows_property(self._row_count)
+            self._client.alter_collection_properties(self.collection, properties=rows)
 
     def _field(self, spec: OutputSpec) -> str:
         return self.info.fields[spec.name]
@@ -156,10 +181,10 @@ class MilvusStore:
     def _rows(self, part: Embeddings) -> list[dict[str, Any]]:
         rows = part.to_milvus_rows()
         for row in rows:
-            row["source"] = _fit_varchar(row["source"])
+            row["source"] = fit_varchar(row["source"])
         if self.info.hybrid:
             for row, text in zip(rows, part.raws, strict=True):
-                row[TEXT_FIELD] = _fit_varchar(text)
+                row[TEXT_FIELD] = fit_varchar(text)
         return rows
 
     def _row_size(self, row: dict[str, Any]) -> int:
@@ -198,6 +223,8 @@ class MilvusStore:
             total=total,
         ):
             self._upsert(self._rows(part))
+            if len(part):
+                self._record_rows(len(part))
             yield part
 
     def add(
@@ -233,7 +260,7 @@ class MilvusStore:
 
         A given vector is a 1-D array (dense) or a ``{dimension: weight}`` dict / one-row sparse matrix.
         """
-        given = _given_vector(query)
+        given = given_vector(query)
         if given is not None:
             kind = "sparse" if isinstance(given, dict) else "dense"
             matching = [spec for spec in self.stored_outputs if spec.kind == kind]
@@ -301,7 +328,7 @@ class MilvusStore:
             output_fields=fields,
             search_params={"metric_type": spec.metric},
         )
-        return [self._hit(raw, spec.metric.lower()) for raw in results[0]]
+        return [Hit.of(raw, spec.metric.lower()) for raw in results[0]]
 
     def _hybrid_search(
         self,
@@ -347,18 +374,7 @@ class MilvusStore:
             self.collection, reqs=requests, ranker=ranker, limit=limit, output_fields=fields
         )
         kind = "weighted" if weights is not None else "rrf"
-        return [self._hit(raw, kind) for raw in results[0]]
-
-    @staticmethod
-    def _hit(raw: dict[str, Any], score_kind: str) -> Hit:
-        entity = dict(raw.get("entity") or {})
-        return Hit(
-            id=str(raw["id"]),
-            score=float(raw["distance"]),
-            source=str(entity.pop("source", "")),
-            fields=entity,
-            score_kind=score_kind,
-        )
+        return [Hit.of(raw, kind) for raw in results[0]]
 
     def count(self) -> int:
         """Rows stored in the collection."""
@@ -381,14 +397,3 @@ def _load(modality: str, model: str | None, device: str, options: dict[str, Any]
     import multiembed
 
     return multiembed.load(modality, model, device=device, **options)
-
-
-def _given_vector(query: Any) -> Any:
-    """A query that already is a vector: a numeric 1-D array, a sparse dict or a one-row sparse matrix."""
-    if isinstance(query, np.ndarray) and query.ndim == 1 and np.issubdtype(query.dtype, np.number):
-        return query.astype(np.float32)
-    if sp.issparse(query) and query.shape[0] == 1:
-        return sparse_row_dict(sp.csr_matrix(query), 0)
-    if isinstance(query, dict) and all(isinstance(key, int) for key in query):
-        return {int(key): float(value) for key, value in query.items()}
-    return None
