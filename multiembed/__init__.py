@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from multiembed.errors import (
     BackendError,
+    CollectionNotFoundError,
     ConfigError,
     InputError,
     ModelNotFoundError,
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendError",
+    "CollectionNotFoundError",
     "ConfigError",
     "DevicePolicy",
     "Embeddings",

@@ -33,3 +33,15 @@ class ConfigError(MultiembedError, ValueError):
 
     It is also a ``ValueError``, so code that caught the built-in error for bad arguments still works.
     """
+
+
+class CollectionNotFoundError(MultiembedError):
+    """A collection asked for by name is not there (and nothing was given to create it)."""
+
+    def __init__(self, collection: str, uri: str, existing: list[str]) -> None:
+        self.collection, self.uri, self.existing = collection, uri, existing
+        there = ", ".join(existing) if existing else "none"
+        super().__init__(
+            f"collection {collection!r} does not exist in {uri} (collections there: {there}); "
+            "pass an encoder or modality= to create it"
+        )

@@ -199,5 +199,8 @@ def test_readme_quick_start_index_and_search(tmp_path):
     assert (tmp_path / "multiembed.db").exists()
     found = _cli("search", "who started research on AI?", "--collection", "quickstart", cwd=tmp_path)
     assert found.returncode == 0
-    top = found.stdout.decode().splitlines()[0].split()
+    header, first = found.stdout.decode().splitlines()[:2]
+    assert header.split() == ["#", "cosine", "source"]
+    top = first.split()
     assert top[0] == "1" and top[2].endswith("sample_texts.txt:2")  # the Turing sentence
+    assert "Alan Turing" in first  # text collections show the sentence found

@@ -45,8 +45,10 @@ def test_index_search_collections(model, tmp_path, capsys):
 
     assert main(["search", "a red bicycle", "-c", "text", "--uri", uri, "--limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and lines[0].split()[0] == "1" and lines[0].endswith("00000.txt")
-    assert float(lines[0].split()[1]) == pytest.approx(1.0, abs=1e-4)
+    assert len(lines) == 3 and lines[0].split() == ["#", "cosine", "source"]
+    assert lines[1].split()[0] == "1" and lines[1].split()[2].endswith("00000.txt")
+    assert lines[1].endswith("a red bicycle")  # the text found, after its source
+    assert float(lines[1].split()[1]) == pytest.approx(1.0, abs=1e-4)
 
     assert main(["search", "--file", str(docs / "00001.txt"), "-c", "text", "--uri", uri, "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
@@ -60,7 +62,7 @@ def test_index_search_collections(model, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["search", "x", "-c", "missing"], "does not exist"),
+        (["search", "x", "-c", "missing"], "no collection 'missing' in "),
         (["search", "-c", "text"], "give a query text or --file"),
         (["index", "{docs}"], "give --modality"),
         (["index", "{docs}", "-m", "text", "--index-type", "DISKANN"], "never builds it"),

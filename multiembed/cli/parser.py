@@ -137,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         help="search a collection with text, an example file, using its recorded model",
         description="Embed the query with the model the collection was built with and print the "
-        "nearest items: rank, score (cosine similarity; higher is closer) and source.",
+        "nearest items: rank, score (its kind in the header: cosine, ip or l2 for one field, rrf or "
+        "weighted for hybrid fusion), source, and the text of text collections.",
     )
     search.add_argument("query", nargs="?", help="query text (text and image-text collections)")
     search.add_argument("--file", help="query by example: a file of the collection's modality")
@@ -149,13 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--output", help="which of the encoder's outputs to search (default: the first)")
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.add_argument("--device", default="auto", help="where the query is embedded (default: auto)")
+    search.add_argument("--model", help="where the collection's model is now, if its folder moved "
+                        "(must be the same weights)")  # fmt: skip
     search.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
 
     collections = commands.add_parser(
         "collections",
-        help="list collections with their modality, model, dim and row count",
-        description="List the collections at --uri with the encoder each was built with.",
+        help="list, show or drop collections",
+        description="`collections` lists the collections at --uri with the encoder each was built "
+        "with; `collections show NAME` prints its rows, model identity, fields and indexes; "
+        "`collections drop NAME --yes` deletes it.",
     )
+    collections.add_argument("action", nargs="?", choices=["list", "show", "drop"], default="list")
+    collections.add_argument("name", nargs="?", help="the collection (show, drop)")
+    collections.add_argument("--yes", action="store_true", help="confirm `drop`")
     _add_store_options(collections, with_collection=False)
     collections.add_argument("-v", "--verbose", action="store_true",
                              help="show the Milvus libraries' own logs")  # fmt: skip

@@ -8,12 +8,13 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from multiembed.cli import common
 from multiembed.embeddings import ItemError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
-from multiembed.sources import expand_all
+from multiembed.sources import count_items, expand_all
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -51,24 +52,40 @@ def cmd_index(args: argparse.Namespace) -> int:
         items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
         added = skipped = 0
         errors: list[ItemError] = []
-        for part in store.iter_add(items, progress=None if not args.quiet else False):
+        total = count_items(spec, args.inputs)
+        for part in store.iter_add(items, progress=None if not args.quiet else False, total=total):
             added, skipped = added + len(part), skipped + len(part.skipped)
             errors.extend(part.errors)
             if args.verbose:
                 print(
                     f"stored {len(part)} rows (added {added}, skipped {skipped})", file=sys.stderr, flush=True
                 )
-        total = store.count()
+        rows = store.count()
     common.print_failures(errors)
     print(
         f"added {added}, skipped {skipped} already stored, {len(errors)} failed, in "
-        f"{time.perf_counter() - started:.1f}s -> {args.uri} collection {args.collection!r} ({total} rows)",
+        f"{time.perf_counter() - started:.1f}s -> {args.uri} collection {args.collection!r} ({rows} rows)",
         file=sys.stderr,
     )
     return common.EXIT_PARTIAL if errors else common.EXIT_OK
 
 
+def _print_hits(hits: list[Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"rank": rank, **asdict(hit)} for rank, hit in enumerate(hits, 1)], indent=2))
+        return
+    if not hits:
+        print("no hits", file=sys.stderr)
+        return
+    print(f"{'#':>3}  {hits[0].score_kind:>8}  source")
+    for rank, hit in enumerate(hits, 1):
+        text = " ".join(str(hit.fields.get("text", "")).split())
+        snippet = f"  {text[:100]}{'...' if len(text) > 100 else ''}" if text else ""
+        print(f"{rank:>3}  {hit.score:8.4f}  {hit.source}{snippet}")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
+    from multiembed.errors import CollectionNotFoundError
     from multiembed.milvus import MilvusStore
 
     if (args.query is None) == (args.file is None):
@@ -80,26 +97,61 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.verbose:
         silence_library_logs()
     common.quiet_libraries()
-    with MilvusStore(args.uri, args.collection, device=args.device) as store:
+    try:
+        store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model)
+    except CollectionNotFoundError as error:
+        there = ", ".join(error.existing) or "none"
+        raise common.UsageError(
+            f"no collection {args.collection!r} in {args.uri} (collections there: {there}); make one with "
+            f"`multiembed index INPUT --modality MODALITY --collection {args.collection}`"
+        ) from None
+    with store:
         query = Path(args.file) if args.file else args.query
         hits = store.search(
             query, limit=args.limit, filter=args.filter, output=args.output, hybrid=args.hybrid
         )
-    if args.json:
-        print(json.dumps([{"rank": rank, **asdict(hit)} for rank, hit in enumerate(hits, 1)], indent=2))
-    else:
-        for rank, hit in enumerate(hits, 1):
-            print(f"{rank:>3}  {hit.score:8.4f}  {hit.source}")
-        if not hits:
-            print("no hits", file=sys.stderr)
+    _print_hits(hits, args.json)
     return common.EXIT_OK
+
+
+def _print_details(uri: str, name: str) -> None:
+    from multiembed.milvus.results import describe_collection
+
+    details = describe_collection(uri, name)
+    print(f"collection {details.name} in {uri}: {details.rows} rows")
+    if details.info is not None:
+        config = details.info.config
+        print(f"  modality  {config['modality']}\n  model     {config['model']}")
+        print(f"  weights   {config.get('weights') or '-'}   dtype {config.get('dtype', '-')}")
+        for key, value in sorted((config.get("options") or {}).items()):
+            print(f"  option    {key} = {value!r}")
+        print(f"  BM25      {'yes' if details.info.hybrid else 'no'}")
+    else:
+        print("  (not made by multiembed: no encoder recorded)")
+    for field_name, kind, params in details.fields:
+        extra = " ".join(f"{key}={value}" for key, value in params.items())
+        print(f"  field     {field_name:<16} {kind:<20} {extra}")
+    for field_name, index_type, metric in details.indexes:
+        print(f"  index     {field_name:<16} {index_type:<20} {metric}")
 
 
 def cmd_collections(args: argparse.Namespace) -> int:
     from multiembed.milvus import list_collections
+    from multiembed.milvus.results import drop_collection
 
     if not args.verbose:
         silence_library_logs()
+    if args.action != "list" and not args.name:
+        raise common.UsageError(f"collections {args.action} needs a collection NAME")
+    if args.action == "show":
+        _print_details(args.uri, args.name)
+        return common.EXIT_OK
+    if args.action == "drop":
+        if not args.yes:
+            raise common.UsageError(f"dropping {args.name!r} deletes all its rows; add --yes to confirm")
+        rows = drop_collection(args.uri, args.name)
+        print(f"dropped collection {args.name!r} ({rows} rows) from {args.uri}", file=sys.stderr)
+        return common.EXIT_OK
     summaries = list_collections(args.uri)
     if not summaries:
         print(f"no collections in {args.uri}", file=sys.stderr)

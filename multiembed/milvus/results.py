@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multiembed.embeddings import ItemError
-from multiembed.errors import BackendError
+from multiembed.errors import BackendError, CollectionNotFoundError
 from multiembed.milvus.client import DEFAULT_URI, close_client, is_lite, open_client
 from multiembed.milvus.schema import DAMAGED_HINT, CollectionInfo, check_rows
 
@@ -69,5 +69,61 @@ def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
                 raise BackendError(f"{damage}; {DAMAGED_HINT}")
             summaries.append(CollectionSummary(name, rows, CollectionInfo.from_description(description)))
         return summaries
+    finally:
+        close_client(client)
+
+
+@dataclass(frozen=True)
+class CollectionDetails:
+    """Everything ``multiembed collections show`` prints about one collection."""
+
+    name: str
+    rows: int
+    info: CollectionInfo | None
+    #: (field name, type, parameters such as dim)
+    fields: list[tuple[str, str, dict[str, Any]]]
+    #: (field name, index type, metric)
+    indexes: list[tuple[str, str, str]]
+
+
+def _existing(client: Any, uri: str, name: str) -> None:
+    if not client.has_collection(name):
+        raise CollectionNotFoundError(name, uri, sorted(client.list_collections()))
+
+
+def describe_collection(uri: str, name: str) -> CollectionDetails:
+    """Row count, recorded encoder identity, fields and indexes of one collection (reads only)."""
+    client = open_client(uri, create=False)
+    try:
+        _existing(client, uri, name)
+        description = client.describe_collection(name)
+        fields = [
+            (
+                str(item["name"]),
+                getattr(item["type"], "name", str(item["type"])),
+                dict(item.get("params") or {}),
+            )
+            for item in description["fields"]
+        ]
+        indexes = []
+        for index_name in client.list_indexes(name):
+            index = client.describe_index(name, index_name)
+            indexes.append(
+                (str(index["field_name"]), str(index["index_type"]), str(index.get("metric_type", "")))
+            )
+        rows = int(client.get_collection_stats(name)["row_count"])
+        return CollectionDetails(name, rows, CollectionInfo.from_description(description), fields, indexes)
+    finally:
+        close_client(client)
+
+
+def drop_collection(uri: str, name: str) -> int:
+    """Delete a collection and its rows; returns how many rows it held."""
+    client = open_client(uri, create=False)
+    try:
+        _existing(client, uri, name)
+        rows = int(client.get_collection_stats(name)["row_count"])
+        client.drop_collection(name)
+        return rows
     finally:
         close_client(client)

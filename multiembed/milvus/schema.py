@@ -142,11 +142,13 @@ class CollectionInfo:
     hybrid: bool = False
     #: output name -> the Milvus field that holds it
     fields: dict[str, str] = field(default_factory=dict)
+    #: whether each row keeps its text (text documents), so search can show what it found
+    keeps_text: bool = False
 
     @classmethod
     def of(cls, encoder: Encoder, hybrid: bool = False) -> CollectionInfo:
         fields = {spec.name: name for name, spec in stored_outputs(encoder.outputs)}
-        return cls(encoder.config(), hybrid, fields)
+        return cls(encoder.config(), hybrid, fields, hybrid or encoder.documents_are_text)
 
     @property
     def outputs(self) -> tuple[OutputSpec, ...]:
@@ -169,7 +171,13 @@ class CollectionInfo:
         return self.outputs[0].metric
 
     def to_property(self) -> dict[str, str]:
-        record = {"version": 2, "config": self.config, "hybrid": self.hybrid, "fields": self.fields}
+        record = {
+            "version": 2,
+            "config": self.config,
+            "hybrid": self.hybrid,
+            "fields": self.fields,
+            "keeps_text": self.keeps_text,
+        }
         return {PROPERTY: json.dumps(record, sort_keys=True)}
 
     @classmethod
@@ -181,8 +189,11 @@ class CollectionInfo:
         record = json.loads(raw)
         if "config" not in record:  # made before identities were saved: modality, model, dim, metric
             config = legacy_config(record["modality"], record["model"], int(record["dim"]), record["metric"])
-            return cls(config, bool(record.get("hybrid")), {"dense": VECTOR_FIELD})
-        return cls(record["config"], bool(record.get("hybrid")), dict(record.get("fields") or {}))
+            hybrid = bool(record.get("hybrid"))
+            return cls(config, hybrid, {"dense": VECTOR_FIELD}, hybrid)
+        hybrid = bool(record.get("hybrid"))
+        fields = dict(record.get("fields") or {})
+        return cls(record["config"], hybrid, fields, bool(record.get("keeps_text", hybrid)))
 
 
 def schema_for(
@@ -193,9 +204,9 @@ def schema_for(
 ) -> Any:
     """A schema for ``encoder``: id (sha256), one field per storable output, source, modality, model.
 
-    ``extra_fields`` are ``(name, DataType, kwargs)``. ``hybrid`` adds a ``text`` field with an
-    analyzer and a ``sparse`` field filled by Milvus' built-in BM25 function (text documents only).
-    Dynamic fields are on, so rows may carry more.
+    ``extra_fields`` are ``(name, DataType, kwargs)``. Text documents get a ``text`` field (the
+    passage, shown by search); ``hybrid`` gives it an analyzer and adds a ``sparse`` field filled by
+    Milvus' built-in BM25 function. Dynamic fields are on, so rows may carry more.
     """
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 
@@ -211,13 +222,13 @@ def schema_for(
     schema.add_field("model", DataType.VARCHAR, max_length=1024)
     for name, data_type, options in extra_fields:
         schema.add_field(name, data_type, **options)
+    if hybrid and not encoder.documents_are_text:
+        raise BackendError(
+            f"a BM25 (hybrid) collection keeps the documents' text; {encoder.modality} documents are not text"
+        )
+    if encoder.documents_are_text:
+        schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=hybrid)
     if hybrid:
-        if not encoder.documents_are_text:
-            raise BackendError(
-                f"a BM25 (hybrid) collection keeps the documents' text; {encoder.modality} documents "
-                "are not text"
-            )
-        schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=True)
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
             Function(

@@ -9,36 +9,34 @@ keys named.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from multiembed.embeddings import Embeddings
-from multiembed.encoder import Encoder, Role
-from multiembed.errors import BackendError, ConfigError, InputError, MultiembedError, SchemaMismatchError
+from multiembed.encoder import Encoder
+from multiembed.errors import BackendError, CollectionNotFoundError, ModelNotFoundError, SchemaMismatchError
 from multiembed.identity import load_arguments, mismatches
 from multiembed.milvus.client import GuardedClient, close_client, is_lite, open_client
-from multiembed.milvus.results import AddReport, Hit
+from multiembed.milvus.results import AddReport
 from multiembed.milvus.schema import (
     DAMAGED_HINT,
     DEFAULT_URI,
-    SPARSE_FIELD,
     TEXT_FIELD,
     CollectionInfo,
     check_backend,
     check_rows,
     fit_varchar,
-    given_vector,
     index_params_for,
     rows_property,
     schema_for,
 )
-from multiembed.outputs import OutputSpec, row_bytes, sparse_row_dict
+from multiembed.milvus.search import Searching
+from multiembed.outputs import row_bytes
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 _ROW_OVERHEAD = 512
 
 
-class MilvusStore:
+class MilvusStore(Searching):
     """A collection of one encoder's vectors, in Milvus Lite (a local file) or a Milvus server.
 
     Open an existing collection without an encoder to get the encoder it was built with; create a
@@ -99,10 +97,8 @@ class MilvusStore:
             return self._reopen(encoder, modality, model, device, options)
         if encoder is None:
             if modality is None:
-                raise MultiembedError(
-                    f"collection {self.collection!r} does not exist in {self.uri}; pass an encoder or a "
-                    "modality to create it"
-                )
+                existing = sorted(self._client.list_collections())
+                raise CollectionNotFoundError(self.collection, self.uri, existing)
             encoder = _load(modality, model, device, options)
         info = CollectionInfo.of(encoder, hybrid)
         lite = is_lite(self.uri)
@@ -137,9 +133,18 @@ class MilvusStore:
                     f"collection {self.collection!r} holds {info.modality!r} vectors, not {modality!r}"
                 )
             recorded_modality, recorded_model, recorded_options = load_arguments(info.config)
-            encoder = _load(
-                recorded_modality, model or recorded_model, device, {**recorded_options, **options}
-            )
+            try:
+                encoder = _load(
+                    recorded_modality, model or recorded_model, device, {**recorded_options, **options}
+                )
+            except ModelNotFoundError as error:
+                if model is not None:
+                    raise
+                raise ModelNotFoundError(
+                    f"collection {self.collection!r} was built with {recorded_model}, which cannot be loaded "
+                    f"now ({error}); if its folder moved, pass the new place with --model / model= "
+                    "(the weights must be the same)"
+                ) from None
         problems = mismatches(info.config, encoder.config())
         if problems:
             raise SchemaMismatchError(f"collection {self.collection!r}: " + "; ".join(problems))
@@ -163,14 +168,6 @@ class MilvusStore:
             rows = rows_property(self._row_count)
             self._client.alter_collection_properties(self.collection, properties=rows)
 
-    def _field(self, spec: OutputSpec) -> str:
-        return self.info.fields[spec.name]
-
-    @property
-    def stored_outputs(self) -> list[OutputSpec]:
-        """The encoder's outputs this collection holds (dense and sparse; multi-vector ones are not)."""
-        return [spec for spec in self.encoder.outputs if spec.name in self.info.fields]
-
     # ---- writing --------------------------------------------------------------------------
     def _stored(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -182,7 +179,7 @@ class MilvusStore:
         rows = part.to_milvus_rows()
         for row in rows:
             row["source"] = fit_varchar(row["source"])
-        if self.info.hybrid:
+        if self.info.keeps_text:
             for row, text in zip(rows, part.raws, strict=True):
                 row[TEXT_FIELD] = fit_varchar(text)
         return rows
@@ -219,7 +216,7 @@ class MilvusStore:
             batch_size=batch_size,
             progress=progress,
             skip_keys=self._stored,
-            keep_raw=self.info.hybrid,
+            keep_raw=self.info.keeps_text,
             total=total,
         ):
             self._upsert(self._rows(part))
@@ -237,144 +234,6 @@ class MilvusStore:
             report.skipped += len(part.skipped)
             report.errors.extend(part.errors)
         return report
-
-    # ---- reading --------------------------------------------------------------------------
-    def _query_role(self, query: Any) -> Role:
-        if isinstance(query, str) and self.encoder.accepts_text_queries:
-            # For CLIP a path to an existing file is query-by-example; for text a string is text.
-            return "document" if not self.encoder.documents_are_text and Path(query).is_file() else "query"
-        return "document"
-
-    def _output(self, name: str | None) -> OutputSpec:
-        stored = self.stored_outputs
-        if name is None:
-            return stored[0]
-        for spec in stored:
-            if name in (spec.name, self._field(spec)):
-                return spec
-        choices = ", ".join(spec.name for spec in stored)
-        raise ConfigError(f"collection {self.collection!r} has no output {name!r}; it has {choices}")
-
-    def query_vectors(self, query: Any) -> dict[str, Any]:
-        """The value to search each stored output with: given directly, or the encoder's for the query.
-
-        A given vector is a 1-D array (dense) or a ``{dimension: weight}`` dict / one-row sparse matrix.
-        """
-        given = given_vector(query)
-        if given is not None:
-            kind = "sparse" if isinstance(given, dict) else "dense"
-            matching = [spec for spec in self.stored_outputs if spec.kind == kind]
-            if not matching:
-                raise SchemaMismatchError(f"collection {self.collection!r} has no {kind} output to search")
-            spec = matching[0]
-            if kind == "dense" and given.shape[0] != spec.dim:
-                raise SchemaMismatchError(
-                    f"query vector has {given.shape[0]} dims, the {spec.name!r} output has {spec.dim}"
-                )
-            return {spec.name: given}
-        result = self.encoder.encode([query], role=self._query_role(query), progress=False)
-        if result.errors:
-            raise InputError(result.errors[0].reason, "query")
-        values: dict[str, Any] = {}
-        for spec in self.stored_outputs:
-            column = result.outputs[spec.name]
-            values[spec.name] = sparse_row_dict(column, 0) if spec.kind == "sparse" else column[0]
-        return values
-
-    def query_vector(self, query: Any) -> Any:
-        """The primary output's query value (see :meth:`query_vectors`)."""
-        values = self.query_vectors(query)
-        return values.get(self.stored_outputs[0].name, next(iter(values.values())))
-
-    def search(
-        self,
-        query: Any,
-        limit: int = 10,
-        filter: str | None = None,
-        *,
-        output: str | None = None,
-        hybrid: bool = False,
-        weights: Sequence[float] | None = None,
-        output_fields: Sequence[str] = ("source", "modality", "model"),
-    ) -> list[Hit]:
-        """Nearest items to ``query`` (text, a file path, a raw item or a vector), best first.
-
-        ``output`` picks which of the encoder's outputs to search (default: the first). ``hybrid``
-        fuses every stored output and, in a BM25 collection, Milvus' BM25 over the stored texts, by
-        reciprocal rank fusion or by ``weights`` (one per searched field, in that order).
-        """
-        if not isinstance(limit, int) or limit < 1:
-            raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
-        values = self.query_vectors(query)
-        fields = list(output_fields)
-        if hybrid:
-            return self._hybrid_search(query, values, limit, filter, weights, fields)
-        spec = (
-            self._output(output)
-            if output is not None
-            else next(spec for spec in self.stored_outputs if spec.name in values)
-        )
-        if spec.name not in values:
-            raise SchemaMismatchError(f"the query gives no {spec.name!r} vector")
-        value = values[spec.name]
-        if spec.kind == "sparse" and not value:
-            return []  # nothing of the query is in the vocabulary: no item can score
-        results = self._client.search(
-            self.collection,
-            data=[value],
-            anns_field=self._field(spec),
-            limit=limit,
-            filter=filter or "",
-            output_fields=fields,
-            search_params={"metric_type": spec.metric},
-        )
-        return [Hit.of(raw, spec.metric.lower()) for raw in results[0]]
-
-    def _hybrid_search(
-        self,
-        query: Any,
-        values: dict[str, Any],
-        limit: int,
-        filter: str | None,
-        weights: Sequence[float] | None,
-        fields: list[str],
-    ) -> list[Hit]:
-        from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
-
-        requests = [
-            AnnSearchRequest(
-                data=[values[spec.name]],
-                anns_field=self._field(spec),
-                param={"metric_type": spec.metric},
-                limit=limit,
-                expr=filter or None,
-            )
-            for spec in self.stored_outputs
-            if spec.name in values and not (spec.kind == "sparse" and not values[spec.name])
-        ]
-        if self.info.hybrid:
-            if not isinstance(query, str):
-                raise InputError("hybrid search with BM25 needs a text query", "query")
-            requests.append(
-                AnnSearchRequest(
-                    data=[query], anns_field=SPARSE_FIELD, param={}, limit=limit, expr=filter or None
-                )
-            )
-        if len(requests) < 2:
-            raise BackendError(
-                f"collection {self.collection!r} has one vector field for this query, nothing to fuse; "
-                "hybrid search needs a collection built with BM25 (hybrid) or an encoder with several outputs"
-            )
-        if weights is not None and len(weights) != len(requests):
-            raise ConfigError(
-                f"weights: give {len(requests)} numbers (one per searched field), got {len(weights)}"
-            )
-        ranker = WeightedRanker(*weights) if weights is not None else RRFRanker(60)
-        results = self._client.hybrid_search(
-            self.collection, reqs=requests, ranker=ranker, limit=limit, output_fields=fields
-        )
-        kind = "weighted" if weights is not None else "rrf"
-        return [Hit.of(raw, kind) for raw in results[0]]
 
     def count(self) -> int:
         """Rows stored in the collection."""
