@@ -62,16 +62,16 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _offline_help(name: str, why: str) -> str:
+def _offline_help(name: str, why: str, folder: str = "") -> str:
+    what = folder or "a folder saved with save_pretrained()/save()"
     return (
         f"model {name!r} is not available: it is not installed or cached locally and {why}. "
-        "Pass a local directory instead, e.g. "
-        "--model /path/to/model-dir (a folder saved with save_pretrained()/save()), "
+        f"Pass a local folder instead (--model /path/to/folder): {what}; "
         "or point HF_HOME at a cache that holds it."
     )
 
 
-def download_from_hub(repo_id: str) -> str:
+def download_from_hub(repo_id: str, folder: str = "") -> str:
     """A local snapshot of a hub repo: from the cache when offline, downloaded otherwise."""
     from huggingface_hub import snapshot_download
 
@@ -86,7 +86,7 @@ def download_from_hub(repo_id: str) -> str:
             if offline
             else f"the Hugging Face Hub could not be reached ({type(error).__name__})"
         )
-        raise ModelNotFoundError(_offline_help(repo_id, why)) from None
+        raise ModelNotFoundError(_offline_help(repo_id, why, folder)) from None
 
 
 def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
@@ -109,7 +109,7 @@ def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
             f"known alias ({known}) or hub id"
         )
     hub_id = info.hub_id if info is not None else name
-    return ResolvedModel(hub_id, download_from_hub(hub_id), info)
+    return ResolvedModel(hub_id, download_from_hub(hub_id, spec.local_folder), info)
 
 
 @contextlib.contextmanager

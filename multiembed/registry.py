@@ -49,6 +49,8 @@ class ModalitySpec:
     encoder_class: type[Encoder]
     #: what a file named on the command line holds: one item ("file") or one item per line ("lines")
     file_items: Literal["file", "lines"] = "file"
+    #: what a local model folder must hold, and how to make one where the hub is reachable
+    local_folder: str = ""
 
     def model_info(self, name: str) -> ModelInfo | None:
         """Find a known model by alias or hub id (case-insensitive)."""

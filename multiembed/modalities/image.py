@@ -327,5 +327,11 @@ SPEC = register(
         models=IMAGE_MODELS,
         extensions=IMAGE_EXTENSIONS,
         encoder_class=ImageEncoder,
+        local_folder=(
+            "a torchvision ResNet-50 state dict (torch.save(resnet50(weights=...).state_dict(), "
+            "'resnet50.pth'), or .safetensors), a Hugging Face folder made with AutoModel and "
+            "AutoImageProcessor .save_pretrained(path) (config.json, model.safetensors, "
+            "preprocessor_config.json), or a timm folder"
+        ),
     )
 )

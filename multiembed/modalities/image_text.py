@@ -159,5 +159,9 @@ SPEC = register(
         models=CLIP_MODELS,
         extensions=IMAGE_EXTENSIONS,
         encoder_class=ImageTextEncoder,
+        local_folder=(
+            "a CLIP folder made with CLIPModel and CLIPProcessor .save_pretrained(path) "
+            "(config.json, model.safetensors, preprocessor_config.json, tokenizer files)"
+        ),
     )
 )

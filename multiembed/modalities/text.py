@@ -229,5 +229,9 @@ SPEC = register(
         extensions=frozenset({".txt", ".md"}),
         encoder_class=TextEncoder,
         file_items="lines",
+        local_folder=(
+            "a sentence-transformers folder, made with SentenceTransformer(hub_id).save(path) "
+            "(modules.json, config.json, model.safetensors, tokenizer files)"
+        ),
     )
 )

@@ -307,5 +307,9 @@ SPEC = register(
         # Abstract on purpose: a factory whose from_pretrained returns a concrete subclass, and the
         # registry only ever calls from_pretrained on it (mypy assumes a type[Encoder] is instantiated).
         encoder_class=VideoEncoder,  # type: ignore[type-abstract]
+        local_folder=(
+            "a PerceiverForMultimodalAutoencoding folder made with .save_pretrained(path) "
+            "(config.json, model.safetensors), or a CLIP folder (CLIPModel + CLIPProcessor) for frame pooling"
+        ),
     )
 )
