@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
-
-import torch
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from multiembed.errors import BackendError
 
-_DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
+
+#: dtype names users may pass -> the torch dtype's attribute name
+_DTYPES: dict[str, str] = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
 }
 
 
@@ -73,11 +77,12 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
-        if dtype in _DTYPES.values():
+        if dtype_name(dtype) in _DTYPES.values():
             return dtype
         raise BackendError(f"unsupported dtype {dtype}: use float32, bfloat16 or float16")
     try:
-        return _DTYPES[dtype.strip().lower()]
+        resolved: torch.dtype = getattr(torch, _DTYPES[dtype.strip().lower()])
+        return resolved
     except KeyError:
         raise BackendError(f"unsupported dtype {dtype!r}: use float32, bfloat16 or float16") from None
 
@@ -87,7 +92,7 @@ class DevicePolicy:
     """Where the model runs and in which precision; shared by every encoder."""
 
     device: torch.device
-    dtype: torch.dtype = torch.float32
+    dtype: torch.dtype = field(default_factory=lambda: torch.float32)
 
     @classmethod
     def resolve(

@@ -17,9 +17,8 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
-import torch
 from tqdm.auto import tqdm
 
 from multiembed.batching import chunked, longest_first, windows
@@ -32,6 +31,11 @@ from multiembed.outputs import OutputSpec, pymilvus_form, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
 from multiembed.sources import Item, Loaded, as_items
 from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 Role = Literal["document", "query"]
 #: given the keys of a window's items, returns those that must not be embedded (already stored)
@@ -233,7 +237,8 @@ class Encoder(ABC):
                 raise BackendError(f"{self.device} failed: {error}") from None
             if len(entries) == 1:
                 reason = failure_reason(error)
-                watch.failure(reason)
+                if not isinstance(error, InputError):  # a bad item decoded late is no model fault
+                    watch.failure(reason)
                 return [reason]
         half = len(entries) // 2
         return self._embed_isolated(entries[:half], role, watch) + self._embed_isolated(

@@ -7,9 +7,14 @@ run would report n "bad items" and go on. These helpers decide when a failure is
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from multiembed.errors import BackendError
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 #: how many single items in a row may fail with the same reason before the run is stopped
 SYSTEMIC_AFTER = 3

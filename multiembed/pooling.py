@@ -8,12 +8,16 @@ padded Whisper window, for example, is dominated by silence.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
+from typing import TYPE_CHECKING
 
 from multiembed.errors import ConfigError
 
-Pooler = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
+
+Pooler = Callable[["torch.Tensor", "torch.Tensor | None"], "torch.Tensor"]
 
 
 def _mask_like(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

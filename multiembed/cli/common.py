@@ -7,10 +7,12 @@ import itertools
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from multiembed.embeddings import ItemError
 from multiembed.sources import Item
+
+if TYPE_CHECKING:
+    from multiembed.embeddings import ItemError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 

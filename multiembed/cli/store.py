@@ -8,13 +8,15 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiembed.cli import common
-from multiembed.embeddings import ItemError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
 from multiembed.sources import count_items, expand_all
+
+if TYPE_CHECKING:
+    from multiembed.embeddings import ItemError
 
 
 def cmd_index(args: argparse.Namespace) -> int:

@@ -187,13 +187,13 @@ class CollectionInfo:
         if not raw:
             return None
         record = json.loads(raw)
+        hybrid = bool(record.get("hybrid"))
+        # Whether rows carry their text is read off the schema itself: that is what inserts must match.
+        keeps_text = any(item.get("name") == TEXT_FIELD for item in description.get("fields") or [])
         if "config" not in record:  # made before identities were saved: modality, model, dim, metric
             config = legacy_config(record["modality"], record["model"], int(record["dim"]), record["metric"])
-            hybrid = bool(record.get("hybrid"))
-            return cls(config, hybrid, {"dense": VECTOR_FIELD}, hybrid)
-        hybrid = bool(record.get("hybrid"))
-        fields = dict(record.get("fields") or {})
-        return cls(record["config"], hybrid, fields, bool(record.get("keeps_text", hybrid)))
+            return cls(config, hybrid, {"dense": VECTOR_FIELD}, keeps_text)
+        return cls(record["config"], hybrid, dict(record.get("fields") or {}), keeps_text)
 
 
 def schema_for(
@@ -227,7 +227,10 @@ def schema_for(
             f"a BM25 (hybrid) collection keeps the documents' text; {encoder.modality} documents are not text"
         )
     if encoder.documents_are_text:
-        schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=hybrid)
+        if hybrid:  # BM25 reads it: every row must have it
+            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=True)
+        else:  # shown by search; rows from Embeddings.to_milvus_rows() may leave it out
+            schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, nullable=True)
     if hybrid:
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(

@@ -19,10 +19,9 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from multiembed.audio import (
     AUDIO_EXTENSIONS,
@@ -42,6 +41,11 @@ from multiembed.models import ResolvedModel, loading
 from multiembed.pooling import mean_pool
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded, hash_file, open_regular, sha256_hex, too_large
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 WHISPER_MODELS = (
     ModelInfo("whisper-base", "openai/whisper-base", 512, "Whisper base encoder (74M); masked mean"),

@@ -12,10 +12,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from multiembed.device import DevicePolicy
@@ -33,6 +32,11 @@ from multiembed.images import (
 )
 from multiembed.models import ResolvedModel, hub_offline, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 IMAGE_MODELS = (
     ModelInfo(
@@ -71,16 +75,19 @@ class Backbone:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class _PooledOutput(torch.nn.Module):
+def _pooled_output(model: torch.nn.Module) -> torch.nn.Module:
     """Hugging Face backbones return an output object; the vector is its pooler output."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
+    class PooledOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        pooled: torch.Tensor = self.model(pixel_values=pixel_values).pooler_output
-        return pooled
+        def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+            pooled: torch.Tensor = self.model(pixel_values=pixel_values).pooler_output
+            return pooled
+
+    return PooledOutput()
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
@@ -182,7 +189,7 @@ def hf_backbone(resolved: ResolvedModel, trust_remote_code: bool = False) -> Bac
         model = AutoModel.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
         processor = AutoImageProcessor.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
     return Backbone(
-        _PooledOutput(model),
+        _pooled_output(model),
         HFImageTransform(processor),
         "transformers",
         details={"transform": processor_summary(processor)},

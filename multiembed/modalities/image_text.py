@@ -7,10 +7,9 @@ length), so ``encode_queries(["a red bicycle"])`` can be compared with ``encode_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
@@ -28,6 +27,11 @@ from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 CLIP_MODELS = (
     ModelInfo(

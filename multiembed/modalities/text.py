@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
@@ -23,6 +21,11 @@ from multiembed.pooling import get_pooler
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import DEFAULT_TEXT_MAX_BYTES, TextLoader, cut_for_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 BGE_QUERY_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from multiembed.audio import VIDEO_EXTENSIONS
@@ -30,6 +29,11 @@ from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import load_text
 from multiembed.video import DEFAULT_VIDEO_MAX_BYTES, read_video, video_key
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from multiembed.lazy import torch
 
 if TYPE_CHECKING:
     from multiembed.modalities.image_text import ImageTextEncoder

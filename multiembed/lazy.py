@@ -1,0 +1,30 @@
+"""Heavy libraries imported on first use, so light commands (``--help``, ``modalities``) stay fast.
+
+``torch`` takes over a second to import. Modules that need it only inside functions import this
+proxy instead; the real module is imported the first time one of its attributes is read. Type
+checkers see the real module (``if TYPE_CHECKING: import torch``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+from typing import Any
+
+
+class LazyModule(types.ModuleType):
+    """A stand-in for a module that imports it when an attribute is first read."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._real: types.ModuleType | None = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__") and attribute.endswith("__"):
+            raise AttributeError(attribute)
+        if self._real is None:
+            self._real = importlib.import_module(self.__name__)
+        return getattr(self._real, attribute)
+
+
+torch = LazyModule("torch")
