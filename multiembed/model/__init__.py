@@ -1,0 +1,14 @@
+"""A drop-in for ``pymilvus.model``: port code by changing ``from pymilvus import model`` to
+``from multiembed import model``.
+
+Same classes, constructor arguments, methods and return types, with equal vectors, and nothing
+downloaded or installed at run time. Each function is also a registered multiembed modality, so the
+CLI and :class:`multiembed.MilvusStore` use it too (BM25: ``modality="bm25"``, ``model=`` the
+parameters file).
+
+- ``model.sparse``: ``BM25EmbeddingFunction``, ``build_default_analyzer``.
+"""
+
+from multiembed.model import sparse
+
+__all__ = ["sparse"]
