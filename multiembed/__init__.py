@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ from multiembed.errors import (
     MultiembedError,
     SchemaMismatchError,
 )
+from multiembed.lazy import lazy_attributes
 from multiembed.registry import ModalitySpec, ModelInfo, get, list_modalities
 
 if TYPE_CHECKING:
@@ -68,12 +68,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The heavy parts of the public API, imported when first used."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'multiembed' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes("multiembed", _LAZY)
 
 
 def load(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import types
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -28,3 +29,15 @@ class LazyModule(types.ModuleType):
 
 
 torch = LazyModule("torch")
+
+
+def lazy_attributes(package: str, where: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` (PEP 562) that imports each public name from its module on first use."""
+
+    def __getattr__(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module), name)
+
+    return __getattr__

@@ -7,10 +7,10 @@ Lite files and servers and turns every client failure into a :class:`BackendErro
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from multiembed.errors import BackendError, InputError, MultiembedError, SchemaMismatchError
+from multiembed.lazy import lazy_attributes
 from multiembed.milvus.client import DEFAULT_URI, is_lite
 
 if TYPE_CHECKING:
@@ -49,11 +49,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'multiembed.milvus' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes("multiembed.milvus", _LAZY)
 
 
 __all__ = [
