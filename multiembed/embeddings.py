@@ -111,6 +111,35 @@ class Embeddings:
         row.update(source=self.sources[index], modality=self.modality, model=self.model)
         return row
 
+    def without(self, rows: Sequence[int], reason: str) -> Embeddings:
+        """The same result with ``rows`` moved to ``errors`` (e.g. rows a store cannot hold)."""
+        if not rows:
+            return self
+        dropped = set(rows)
+        keep = [row for row in range(len(self)) if row not in dropped]
+        outputs = {
+            spec.name: [self.outputs[spec.name][row] for row in keep]
+            if spec.kind == "multi"
+            else self.outputs[spec.name][keep]
+            for spec in self.specs
+        }
+        errors = self.errors + [
+            ItemError(self.indices[row], self.sources[row], reason) for row in sorted(dropped)
+        ]
+        return Embeddings(
+            outputs=outputs,
+            specs=self.specs,
+            ids=[self.ids[row] for row in keep],
+            sources=[self.sources[row] for row in keep],
+            indices=[self.indices[row] for row in keep],
+            errors=sorted(errors, key=lambda error: error.index),
+            skipped=self.skipped,
+            raws=[self.raws[row] for row in keep] if self.raws else [],
+            modality=self.modality,
+            model=self.model,
+            config=self.config,
+        )
+
     def to_milvus_rows(self) -> list[dict[str, Any]]:
         """Rows for ``MilvusClient.insert/upsert`` with the schema from ``schema_for`` (multi left out)."""
         return [self.row(index, kinds=("dense", "sparse")) for index in range(len(self))]

@@ -7,6 +7,7 @@ run would report n "bad items" and go on. These helpers decide when a failure is
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from multiembed.errors import BackendError
@@ -38,8 +39,10 @@ class FailureWatch:
         self.succeeded, self.reason, self.count = True, None, 0
 
     def failure(self, reason: str) -> None:
-        self.count = self.count + 1 if reason == self.reason else 1
-        self.reason = reason
+        # The same fault names per-item sizes ("3x32 and 64x32"): compare with the numbers left out.
+        shape = re.sub(r"\d+", "#", reason)
+        self.count = self.count + 1 if shape == self.reason else 1
+        self.reason = shape
         if self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
             raise BackendError(f"the model fails on every item, stopping the run: {reason}")
 

@@ -68,26 +68,39 @@ load_text = TextLoader()
 CHARS_PER_TOKEN = 16
 #: how far past the bound a word may run before the text is cut inside it
 MAX_WORD_CHARS = 64 * 1024
-_SPACE = re.compile(r"\s")
+#: where a cut may fall: plain whitespace, which every tokenizer splits words at (not the Unicode
+#: separators some normalizers delete, joining the words around them)
+_SPACE = re.compile(r"[ \t\n\r]")
+
+
+def _tokens(tokenizer: Any, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
 def cut_for_tokenizer(text: str, tokenizer: Any, max_tokens: int) -> str:
     """The start of ``text`` that still holds every token a model truncating at ``max_tokens`` reads.
 
     Tokenizing a 50 MB line whole only to keep its first few hundred tokens costs gigabytes. The
-    text is cut at a whitespace, so every word before the cut is whole and tokenizes exactly as in
-    the full text (tokenizers split on whitespace before they split words); once the cut holds at
-    least ``max_tokens`` tokens, the model's truncation keeps the same tokens as from the full text.
-    Otherwise the cut is made twice as long. Only a word running more than ``MAX_WORD_CHARS`` past
-    the bound (no real text has one) is cut inside, at the bound.
+    text is cut at a space, tab or line break, so every word before the cut is whole and tokenizes
+    exactly as in the full text (tokenizers split words there first); once the cut holds more
+    than ``max_tokens`` tokens, the model's truncation keeps the same tokens as from the full text.
+    Otherwise the cut is made twice as long. A word running more than ``MAX_WORD_CHARS`` past the
+    bound is cut inside only once the part before it already holds enough tokens.
     """
     limit = CHARS_PER_TOKEN * max_tokens
     while limit < len(text):
         space = _SPACE.search(text, limit, limit + MAX_WORD_CHARS)
         if space is None:
-            return text if len(text) - limit <= MAX_WORD_CHARS else text[:limit]
+            if len(text) - limit <= MAX_WORD_CHARS:
+                return text
+            cut = text[:limit]  # inside a giant word: safe only if what comes before is enough
+            before = cut[: max((match.start() for match in _SPACE.finditer(cut)), default=0)]
+            if _tokens(tokenizer, before) > max_tokens:
+                return before
+            limit *= 2
+            continue
         cut = text[: space.start()]
-        if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) >= max_tokens:
+        if _tokens(tokenizer, cut) > max_tokens:
             return cut
         limit = 2 * space.start() + 1
     return text

@@ -87,6 +87,7 @@ def test_image_and_video_folders_with_fifos_and_dev_zero_links_finish(image_mode
     assert reasons(result) == bad_videos
 
 
+@pytest.mark.slow
 def test_the_cli_finishes_on_a_hostile_folder(tiny_models, tmp_path):
     folder = tmp_path / "notes"
     bad = hostile_files(folder, ".txt")
@@ -138,6 +139,7 @@ print("PEAK_MB", peak, "NORM", float(np.linalg.norm(vector)))
 """
 
 
+@pytest.mark.slow
 def test_a_50_mb_line_is_cut_before_tokenizing_with_bounded_memory(minilm_dir, tmp_path):
     """Tokenizing 50 MB whole peaked at 7.9 GB; the cut keeps every token the model reads."""
     baseline = subprocess.run(
@@ -158,7 +160,14 @@ def test_long_texts_keep_parity_with_sentence_transformers(minilm_dir):
     from sentence_transformers import SentenceTransformer
 
     words = "émigrés read naïve poems about the 1956 founding of AI; the fox jumps. " * 400
-    texts = [words, "x" * 9000 + " tail", "y" * 5000 + " " + words, "short"]
+    texts = [
+        words,
+        "x" * 9000 + " tail",
+        "y" * 5000 + " " + words,
+        "short",
+        "word " * 10 + "a" * 200_000 + " more words" * 500,  # a giant word across the bound
+        "x" * 90 + "\x1c" + "y" * 5000 + " z" * 3000,  # a separator BERT's normalizer deletes
+    ]
     encoder = multiembed.load("text", str(minilm_dir), device="cpu")
     reference = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts, normalize_embeddings=True)
     assert np.abs(np.stack(encoder.encode_documents(texts)) - reference).max() <= 1e-5
@@ -205,6 +214,7 @@ def test_damaged_weights_are_a_model_error_naming_the_file(damaged_text_models, 
     assert not Path("/tmp/multiembed-pwned").exists()
 
 
+@pytest.mark.slow
 def test_the_cli_reports_malicious_weights_in_one_line_with_exit_2(damaged_text_models, tmp_path):
     folder = damaged_text_models["pickle"]
     (tmp_path / "in.txt").write_text("hello\n")

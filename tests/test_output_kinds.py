@@ -231,3 +231,25 @@ def test_an_encoder_with_only_multi_vectors_cannot_make_a_collection(tmp_path):
     encoder = OnlyWords(model_id="toy", policy=DevicePolicy.resolve("cpu"))
     with pytest.raises(BackendError, match=r"words \(multi\)\) can be stored in Milvus"):
         MilvusStore(str(tmp_path / "m.db"), "m", encoder)
+
+
+class CountsOnlyRed(HashedWords):
+    """Counts only the word "red": most texts get a sparse row without any nonzero weight."""
+
+    def preprocess(self, raws: list[str], role: Role) -> torch.Tensor:
+        counts = super().preprocess(raws, role)
+        keep = torch.zeros_like(counts)
+        column = bucket("red", self.buckets)
+        keep[:, column] = counts[:, column]
+        return keep
+
+
+def test_an_empty_sparse_row_is_an_item_error_not_a_failed_run(tmp_path):
+    encoder = CountsOnlyRed(model_id="toy", policy=DevicePolicy.resolve("cpu"))
+    with MilvusStore(str(tmp_path / "e.db"), "words", encoder) as store:
+        report = store.add(DOCS)
+        assert report.added == 1 and store.count() == 1
+        assert [(error.source, error.reason) for error in report.errors] == [
+            (f"#{index}", "no nonzero weight in its sparse vector (nothing to store)") for index in (1, 2, 3)
+        ]
+        assert store.search("red", limit=3)[0].source == "#0"

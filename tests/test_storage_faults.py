@@ -129,6 +129,7 @@ def runs(tmp_path_factory, encoder) -> dict[str, Case]:
 # ---- opening Milvus Lite: messages that say what is true -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_lite_path_must_end_in_db(runs):
     assert runs["suffix"].error() == (
         "multiembed: error: Milvus Lite needs a path ending in .db, got vectors.sqlite "
@@ -137,17 +138,20 @@ def test_a_lite_path_must_end_in_db(runs):
     assert tree(runs["suffix"].cwd) == []
 
 
+@pytest.mark.slow
 def test_a_file_is_not_a_lite_database(runs):
     assert "notes.db is not a Milvus Lite database: it is a file" in runs["file"].error()
     assert tree(runs["file"].cwd) == ["notes.db"]
 
 
+@pytest.mark.slow
 def test_a_directory_without_the_lite_layout_is_not_a_lite_database(runs):
     line = runs["dir"].error()
     assert "photos.db is not a Milvus Lite database: the directory has no collections/ folder" in line
     assert tree(runs["dir"].cwd) == ["photos.db", "photos.db/cat.jpg"]
 
 
+@pytest.mark.slow
 def test_a_new_database_in_a_read_only_location(runs):
     line = runs["ro"].error()
     assert "cannot create a Milvus Lite database at new.db: read-only location: no write permission" in line
@@ -172,6 +176,7 @@ def test_an_existing_database_in_a_read_only_directory(tmp_path, encoder):
 
 
 @pytest.mark.parametrize("case", ["typo-search", "typo-collections"])
+@pytest.mark.slow
 def test_read_only_commands_create_nothing_for_a_mistyped_uri(runs, case):
     assert runs[case].error() == "multiembed: error: no Milvus Lite database at sub/multiembd.db"
     assert tree(runs[case].cwd) == ["multiembed.db"]
@@ -190,6 +195,7 @@ def test_opening_without_an_encoder_creates_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["garbage", "truncated"])
+@pytest.mark.slow
 def test_a_damaged_manifest_is_reported_not_answered_from(runs, case):
     line = runs[case].error()
     assert (
@@ -219,6 +225,19 @@ def test_indexing_again_repairs_a_damaged_collection(tmp_path, encoder, capsys):
         assert store.search("a red bicycle", limit=1)[0].source.endswith("docs.txt:1")
 
 
+def test_indexing_other_files_does_not_hide_the_damage(tmp_path, encoder, capsys):
+    uri = str(tmp_path / "m.db")
+    stored(uri, encoder)
+    corrupt_manifest(uri, "garbage")
+    other = tmp_path / "other.txt"
+    other.write_text("an unrelated sentence\n")
+    assert main(["index", str(other), "-c", "docs", "--uri", uri, "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "collection 'docs' still holds 1 of the 4 rows multiembed stored" in err
+    with pytest.raises(BackendError, match="Milvus reports 1 rows, multiembed last stored 4"):
+        MilvusStore(uri, "docs")
+
+
 def test_rows_deleted_on_purpose_can_be_accepted(tmp_path, encoder):
     uri = str(tmp_path / "m.db")
     stored(uri, encoder)
@@ -237,10 +256,12 @@ def test_rows_deleted_on_purpose_can_be_accepted(tmp_path, encoder):
 # ---- library loggers stay off the terminal -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_malformed_filter_prints_no_library_logs(runs):
     assert runs["filter"].error().startswith("multiembed: error: Milvus: ")
 
 
+@pytest.mark.slow
 def test_a_second_process_gets_one_true_line(runs):
     assert runs["held"].error() == (
         f"multiembed: error: cannot open Milvus Lite database {runs['held'].args[-1]}: another process "

@@ -41,7 +41,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         hybrid=args.hybrid,
         index_type=args.index_type,
         device=args.device,
-        accept_row_count=True,  # indexing its inputs again is how a damaged collection is repaired
+        accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
         **common.encoder_options(args),
     ) as store:
         if store.row_shortfall:
@@ -63,6 +63,12 @@ def cmd_index(args: argparse.Namespace) -> int:
                     f"stored {len(part)} rows (added {added}, skipped {skipped})", file=sys.stderr, flush=True
                 )
         rows = store.count()
+        if rows < store.rows_expected:
+            print(
+                f"multiembed: warning: collection {args.collection!r} still holds {rows} of the "
+                f"{store.rows_expected} rows multiembed stored; index the rest of its inputs to repair it",
+                file=sys.stderr,
+            )
     common.print_failures(errors)
     print(
         f"added {added}, skipped {skipped} already stored, {len(errors)} failed, in "

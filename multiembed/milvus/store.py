@@ -9,7 +9,7 @@ keys named.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from multiembed.embeddings import Embeddings
 from multiembed.encoder import Encoder
@@ -26,6 +26,7 @@ from multiembed.milvus.schema import (
     check_rows,
     fit_varchar,
     index_params_for,
+    recorded_rows,
     rows_property,
     schema_for,
 )
@@ -43,7 +44,9 @@ class MilvusStore(Searching):
     new one by passing an encoder (or ``modality=`` and optionally ``model=`` and options). Without
     either nothing is created: a missing Milvus Lite database is an error. On Lite the store records
     the rows it stored; a collection holding fewer "looks damaged" (:class:`BackendError`) unless
-    opened with ``accept_row_count=True``, which records the current count (see :attr:`row_shortfall`).
+    opened with ``accept_row_count=True``, which records the current count (see :attr:`row_shortfall`),
+    or ``"repair"``, which opens it to store the missing items again and keeps the recorded count
+    until the collection holds that many rows again.
     """
 
     def __init__(
@@ -57,7 +60,7 @@ class MilvusStore(Searching):
         hybrid: bool = False,
         index_type: str = "AUTOINDEX",
         device: str = "auto",
-        accept_row_count: bool = False,
+        accept_row_count: bool | Literal["repair"] = False,
         **encoder_options: Any,
     ) -> None:
         self.uri = uri
@@ -65,6 +68,8 @@ class MilvusStore(Searching):
         check_backend(uri, index_type=index_type)
         self._row_count: int | None = None  # rows the collection holds, kept on Milvus Lite only
         self._accept_row_count = accept_row_count
+        #: when repairing: the count multiembed had recorded, kept until the rows are back
+        self.rows_expected = 0
         #: why the collection looked damaged when it was opened with ``accept_row_count=True``
         self.row_shortfall: str | None = None
         creates = encoder is not None or modality is not None  # else only open: create nothing
@@ -158,14 +163,16 @@ class MilvusStore(Searching):
         self.row_shortfall = check_rows(self.collection, description, self._row_count)
         if self.row_shortfall and not self._accept_row_count:
             raise BackendError(f"{self.row_shortfall}; {DAMAGED_HINT}")
-        if self.row_shortfall:
+        if self.row_shortfall and self._accept_row_count == "repair":
+            self.rows_expected = recorded_rows(description) or 0  # not lowered: the evidence stays
+        elif self.row_shortfall:
             self._record_rows(0)
 
     def _record_rows(self, added: int) -> None:
         """Record the rows stored (Lite): only new items reach the upsert, so the count grows by ``added``."""
         if self._row_count is not None:
             self._row_count += added
-            rows = rows_property(self._row_count)
+            rows = rows_property(max(self._row_count, self.rows_expected))
             self._client.alter_collection_properties(self.collection, properties=rows)
 
     # ---- writing --------------------------------------------------------------------------
@@ -174,6 +181,17 @@ class MilvusStore(Searching):
             return set()
         rows = self._client.query(self.collection, ids=list(keys), output_fields=["id"])
         return {row["id"] for row in rows}
+
+    def _storable(self, part: Embeddings) -> Embeddings:
+        """Milvus refuses a sparse vector without a nonzero weight (and the whole request with it)."""
+        empty = [
+            row
+            for spec in self.stored_outputs
+            if spec.kind == "sparse"
+            for row in range(len(part))
+            if part.outputs[spec.name].indptr[row] == part.outputs[spec.name].indptr[row + 1]
+        ]
+        return part.without(sorted(set(empty)), "no nonzero weight in its sparse vector (nothing to store)")
 
     def _rows(self, part: Embeddings) -> list[dict[str, Any]]:
         rows = part.to_milvus_rows()
@@ -219,6 +237,7 @@ class MilvusStore(Searching):
             keep_raw=self.info.keeps_text,
             total=total,
         ):
+            part = self._storable(part)
             self._upsert(self._rows(part))
             if len(part):
                 self._record_rows(len(part))
