@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import TYPE_CHECKING, Any
 
 from multiembed.errors import (
@@ -73,8 +74,8 @@ __getattr__ = lazy_attributes("multiembed", _LAZY)
 
 def load(
     modality: str,
-    model: str | None = None,
-    device: str | torch.device = "auto",
+    model: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = None,
     **options: Any,
 ) -> Encoder:
@@ -85,9 +86,13 @@ def load(
     from multiembed.device import DevicePolicy
     from multiembed.models import resolve_model, weights_fingerprint
 
+    if model is not None and not isinstance(model, str):
+        if not isinstance(model, os.PathLike):
+            raise ConfigError(f"model must be an alias, hub id or path, not {type(model).__name__}")
+        model = os.fspath(model)
     spec = get(modality)
     _check_options(spec, options)
-    policy = DevicePolicy.resolve(device, dtype)
+    policy = DevicePolicy.resolve("auto" if device is None else device, dtype)
     resolved = resolve_model(spec, model)
     encoder = spec.encoder_class.from_pretrained(resolved, policy, **options)
     encoder.weights = weights_fingerprint(resolved.path)
@@ -103,6 +108,9 @@ def options_of(spec: ModalitySpec) -> list[str]:
 def _check_options(spec: ModalitySpec, options: dict[str, Any]) -> None:
     """An option the modality doesn't take is named with the valid ones, before any weights are read."""
     valid = options_of(spec)
+    limit = options.get("max_bytes")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"max_bytes must be a whole number of bytes >= 1 (or None), got {limit!r}")
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(

@@ -23,6 +23,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from multiembed.errors import InputError
 from multiembed.sources import Loaded, read_bytes, sha256_hex
 
+#: the only decoders PIL may use: a hostile "x.jpg" that is really EPS never reaches Ghostscript
+PIL_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 #: PIL's own bomb threshold (2 x MAX_IMAGE_PIXELS); anything larger is refused before decoding.
@@ -127,7 +129,7 @@ def _decode(data: bytes, limits: ImageLimits) -> Image.Image:
         with warnings.catch_warnings():
             # Our own header check below enforces max_pixels; PIL's softer warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=PIL_FORMATS)
             _check_size(*image.size, limits)  # header only: refuse bombs before decoding pixels
             image.seek(0)  # GIF / multi-page TIFF: the first frame
             with _refuse_truncated():

@@ -152,7 +152,10 @@ def _weights_problem(file: Path) -> str | None:
         import torch
 
         try:
-            torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            try:
+                torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+                torch.load(file, map_location="cpu", weights_only=True)
             return None
         except pickle.UnpicklingError:
             return "refused: it is a pickle that would run code or build objects (only weights are loaded)"
@@ -176,6 +179,20 @@ _SAMPLE = 1 << 20
 _MAX_WEIGHT_FILES = 256
 
 
+#: exports a folder may also hold (ONNX, OpenVINO, TensorFlow, Flax) that no loader here reads
+_EXPORT_FOLDERS = {"onnx", "openvino", "tf", "flax"}
+
+
+def _read_by_loaders(file: Path) -> bool:
+    """Weights the torch loaders read: a hub snapshot and a packaged copy of one model agree on these."""
+    suffix = file.suffix.lower()
+    if any(part.lower() in _EXPORT_FOLDERS for part in file.parts[:-1]):
+        return False
+    if suffix == ".bin":
+        return file.name.startswith("pytorch_model")
+    return suffix in {".safetensors", ".pth", ".pt", ".ckpt"}
+
+
 def _weight_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -184,8 +201,7 @@ def _weight_files(path: Path) -> list[Path]:
     files = (
         file
         for file in sorted(path.rglob("*"))
-        if file.suffix.lower() in WEIGHT_SUFFIXES
-        and not any(part.startswith(".") for part in file.relative_to(path).parts)
+        if _read_by_loaders(file) and not any(part.startswith(".") for part in file.relative_to(path).parts)
     )
     return [file for _, file in zip(range(_MAX_WEIGHT_FILES), files, strict=False) if file.is_file()]
 

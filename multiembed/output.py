@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import struct
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,25 +33,33 @@ from multiembed.outputs import OutputSpec, sparse_row_dict
 CONFIG_KEY = b"multiembed.config"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file(target: Path) -> str:
+    """A new hidden file beside ``target``, created with mode 0o666 so the kernel applies the umask.
+
+    (``mkstemp`` makes 0600 files, and reading the umask means setting it for a moment, which other
+    threads of the host application would see.)
+    """
+    for _ in range(100):
+        candidate = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return str(candidate)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {target}")
 
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path in the target's folder that replaces the target only on success.
 
-    The temporary file is private while it is written; the finished file gets the permissions a
-    newly created file gets under the user's umask, as any other output would.
+    The file gets the permissions a newly created file gets under the user's umask, as any other
+    output would.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
+    temporary = _new_file(target)
     try:
         yield Path(temporary)
-        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

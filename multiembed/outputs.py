@@ -92,7 +92,8 @@ def _dense_rows(spec: OutputSpec, value: Any, count: int) -> list[np.ndarray]:
 
 def _sparse_rows(spec: OutputSpec, value: Any, count: int) -> list[sp.csr_matrix]:
     if _is_tensor(value):
-        matrix = sp.csr_matrix(_as_array(value.to_dense() if value.is_sparse else value))
+        dense = value if str(value.layout) == "torch.strided" else value.to_dense()  # COO or CSR tensors
+        matrix = sp.csr_matrix(_as_array(dense))
     elif sp.issparse(value):
         matrix = sp.csr_matrix(value)
     else:

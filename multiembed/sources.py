@@ -188,7 +188,8 @@ class _Prefixed(io.RawIOBase):
             buffer[:count] = self._head[:count]
             self._head = self._head[count:]
             return count
-        data = self._rest.read(len(buffer))
+        read1 = getattr(self._rest, "read1", None)  # what has arrived, not a full buffer (tail -f | ...)
+        data = read1(len(buffer)) if read1 is not None else self._rest.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
 
@@ -206,6 +207,9 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
     if encoding.startswith("utf-8"):
         lines = _byte_lines(head.removeprefix(codecs.BOM_UTF8), stream)
         for number, raw in enumerate(lines, start=1):
+            if isinstance(raw, LineTooLong):
+                yield Item(f"{name}:{number}", raw)
+                continue
             line = raw.rstrip(b"\r\n")
             if not line.strip():
                 continue
@@ -224,9 +228,28 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
         raise InputError(f"not valid {encoding.upper()} text ({error.reason})", name) from None
 
 
-def _byte_lines(head: bytes, rest: IO[bytes]) -> Iterator[bytes]:
-    """Lines of ``head`` + ``rest`` as bytes, streamed."""
-    return iter(io.BufferedReader(_Prefixed(head, rest)))
+#: a line longer than this is reported, not held: it is read past in chunks (``LineTooLong``)
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LineTooLong:
+    """Stands in for a line over :data:`MAX_LINE_BYTES`; loaders report it as an item error."""
+
+    size: int
+
+
+def _byte_lines(head: bytes, rest: IO[bytes]) -> Iterator[bytes | LineTooLong]:
+    """Lines of ``head`` + ``rest`` as bytes, streamed; each line's memory is bounded."""
+    reader = io.BufferedReader(_Prefixed(head, rest))
+    while line := reader.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        size = len(line)
+        while (more := reader.readline(1 << 20)) and not more.endswith(b"\n"):
+            size += len(more)
+        yield LineTooLong(size + len(more))
 
 
 def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:

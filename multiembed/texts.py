@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from multiembed.errors import InputError
-from multiembed.sources import Loaded, read_bytes, sha256_hex
+from multiembed.sources import MAX_LINE_BYTES, LineTooLong, Loaded, read_bytes, sha256_hex
 
 #: a text file bigger than this is an item error, not 64 MB of tokenizer input (``max_bytes=``)
 DEFAULT_TEXT_MAX_BYTES = 64 * 1024 * 1024
@@ -50,6 +50,10 @@ class TextLoader:
     max_bytes: int | None = DEFAULT_TEXT_MAX_BYTES
 
     def __call__(self, value: Any) -> Loaded:
+        if isinstance(value, LineTooLong):
+            raise InputError(
+                f"line too long: {value.size:,} bytes (the limit for one line is {MAX_LINE_BYTES:,})"
+            )
         if isinstance(value, Path):
             value = read_bytes(value, self.max_bytes)
         if isinstance(value, (bytes, bytearray)):
@@ -58,6 +62,8 @@ class TextLoader:
             raise InputError(f"expected text (str), got {type(value).__name__}")
         if not value.strip():
             raise InputError("empty text")
+        if "\x00" in value:
+            raise InputError("text contains NUL characters (UTF-16 without a byte-order mark?)")
         return Loaded(value, sha256_hex(value.encode("utf-8")))
 
 

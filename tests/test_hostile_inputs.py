@@ -251,3 +251,45 @@ def test_a_video_cut_short_is_an_error_not_repeated_frames(tmp_path):
     assert len(read_video(whole, 8)[0]) == 8
     with pytest.raises(multiembed.InputError, match=r"truncated video: frames stop at \d+\.\ds of the 6\.0s"):
         read_video(tmp_path / "half.webm", 8)
+
+
+def test_an_overlong_line_is_reported_without_being_held(monkeypatch, tiny_models):
+    import io
+
+    import multiembed.sources as sources
+
+    monkeypatch.setattr(sources, "MAX_LINE_BYTES", 1000)
+    data = b"short one\n" + b"x" * 5000 + b"\nlast line\nno newline at the end " + b"y" * 3000
+    items = list(read_lines(io.BytesIO(data), "big.txt"))
+    assert [item.source for item in items] == ["big.txt:1", "big.txt:2", "big.txt:3", "big.txt:4"]
+    assert items[2].value == "last line" and items[1].value == sources.LineTooLong(5001)
+    encoder = multiembed.load("text", str(tiny_models["mean"]), device="cpu")
+    result = encoder.encode(items)
+    assert {error.source: error.reason.split(" (")[0] for error in result.errors} == {
+        "big.txt:2": "line too long: 5,001 bytes",
+        "big.txt:4": "line too long: 3,022 bytes",
+    }
+    assert result.sources == ["big.txt:1", "big.txt:3"]
+
+
+def test_text_with_nul_characters_is_refused(tiny_models):
+    encoder = multiembed.load("text", str(tiny_models["mean"]), device="cpu")
+    result = encoder.encode(["h\x00e\x00l\x00l\x00o\x00"])
+    assert result.errors[0].reason == "text contains NUL characters (UTF-16 without a byte-order mark?)"
+
+
+def test_only_the_listed_image_formats_are_decoded():
+    """A file named .jpg that is really EPS (or any other PIL plugin's format) never reaches its decoder."""
+    import io as _io
+
+    from PIL import Image
+
+    from multiembed.images import load_image
+
+    buffer = _io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buffer, "PPM")
+    with pytest.raises(multiembed.InputError, match="not an image, or an unsupported image format"):
+        load_image(buffer.getvalue())
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(multiembed.InputError, match="not an image, or an unsupported image format"):
+        load_image(eps)

@@ -11,12 +11,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiembed.cli import common
+from multiembed.errors import CollectionNotFoundError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
 from multiembed.sources import count_items, expand_all
 
 if TYPE_CHECKING:
     from multiembed.embeddings import ItemError
+
+
+def _no_collection(error: CollectionNotFoundError, uri: str) -> str:
+    there = ", ".join(error.existing) or "none"
+    return (
+        f"no collection {error.collection!r} in {uri} (collections there: {there}); make one with "
+        f"`multiembed index INPUT --modality MODALITY --collection {error.collection}`"
+    )
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -33,17 +42,21 @@ def cmd_index(args: argparse.Namespace) -> int:
         args.collection = args.modality.replace("-", "_")
     common.quiet_libraries()
     started = time.perf_counter()
-    with MilvusStore(
-        args.uri,
-        args.collection,
-        modality=args.modality,
-        model=args.model,
-        hybrid=args.hybrid,
-        index_type=args.index_type,
-        device=args.device,
-        accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
-        **common.encoder_options(args),
-    ) as store:
+    try:
+        store = MilvusStore(
+            args.uri,
+            args.collection,
+            modality=args.modality,
+            model=args.model,
+            hybrid=args.hybrid,
+            index_type=args.index_type,
+            device=args.device,
+            accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
+            **common.encoder_options(args),
+        )
+    except CollectionNotFoundError as error:
+        raise common.UsageError(_no_collection(error, args.uri)) from None
+    with store:
         if store.row_shortfall:
             print(
                 f"multiembed: warning: {store.row_shortfall}; the missing items among these inputs "
@@ -93,7 +106,6 @@ def _print_hits(hits: list[Any], as_json: bool) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from multiembed.errors import CollectionNotFoundError
     from multiembed.milvus import MilvusStore
 
     if (args.query is None) == (args.file is None):
@@ -108,11 +120,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model)
     except CollectionNotFoundError as error:
-        there = ", ".join(error.existing) or "none"
-        raise common.UsageError(
-            f"no collection {args.collection!r} in {args.uri} (collections there: {there}); make one with "
-            f"`multiembed index INPUT --modality MODALITY --collection {args.collection}`"
-        ) from None
+        raise common.UsageError(_no_collection(error, args.uri)) from None
     with store:
         query = Path(args.file) if args.file else args.query
         hits = store.search(

@@ -216,6 +216,8 @@ def close_client(client: GuardedClient) -> None:
     uri = client.uri
     try:
         client.raw.close()
+    except Exception as error:  # closing a broken connection: say so, but free the file below
+        raise BackendError(f"Milvus: closing {uri} failed ({_reason(error)})") from None
     finally:
         if is_lite(uri):
             _LITE_USERS[uri] -= 1

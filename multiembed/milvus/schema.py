@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from multiembed.embeddings import field_name
-from multiembed.errors import BackendError
+from multiembed.errors import BackendError, SchemaMismatchError
 from multiembed.identity import legacy_config
 from multiembed.milvus.client import DEFAULT_URI, is_lite
 from multiembed.outputs import OutputSpec, sparse_row_dict
@@ -186,7 +186,12 @@ class CollectionInfo:
         raw = (description.get("properties") or {}).get(PROPERTY)
         if not raw:
             return None
-        record = json.loads(raw)
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict):
+                raise ValueError("not an object")
+        except ValueError as error:
+            raise SchemaMismatchError(f"the collection's multiembed record is damaged ({error})") from None
         hybrid = bool(record.get("hybrid"))
         # Whether rows carry their text is read off the schema itself: that is what inserts must match.
         keeps_text = any(item.get("name") == TEXT_FIELD for item in description.get("fields") or [])

@@ -8,12 +8,19 @@ keys named.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal
 
 from multiembed.embeddings import Embeddings
 from multiembed.encoder import Encoder
-from multiembed.errors import BackendError, CollectionNotFoundError, ModelNotFoundError, SchemaMismatchError
+from multiembed.errors import (
+    BackendError,
+    CollectionNotFoundError,
+    ConfigError,
+    ModelNotFoundError,
+    SchemaMismatchError,
+)
 from multiembed.identity import load_arguments, mismatches
 from multiembed.milvus.client import GuardedClient, close_client, is_lite, open_client
 from multiembed.milvus.results import AddReport
@@ -51,7 +58,7 @@ class MilvusStore(Searching):
 
     def __init__(
         self,
-        uri: str = DEFAULT_URI,
+        uri: str | os.PathLike[str] = DEFAULT_URI,
         collection: str = "multiembed",
         encoder: Encoder | None = None,
         *,
@@ -63,6 +70,9 @@ class MilvusStore(Searching):
         accept_row_count: bool | Literal["repair"] = False,
         **encoder_options: Any,
     ) -> None:
+        uri = os.fspath(uri) if isinstance(uri, os.PathLike) else uri
+        if not isinstance(uri, str) or not isinstance(collection, str):
+            raise ConfigError("uri must be a path or URL and collection a name (str)")
         self.uri = uri
         self.collection = collection
         check_backend(uri, index_type=index_type)

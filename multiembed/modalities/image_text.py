@@ -26,7 +26,7 @@ from multiembed.images import (
 from multiembed.models import ResolvedModel, loading
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
-from multiembed.texts import load_text
+from multiembed.texts import cut_for_tokenizer, load_text
 
 if TYPE_CHECKING:
     import torch
@@ -130,8 +130,9 @@ class ImageTextEncoder(Encoder):
 
     def preprocess(self, raws: list[Any], role: Role) -> dict[str, torch.Tensor]:
         if role == "query":
+            texts = [cut_for_tokenizer(text, self.tokenizer, self.max_text_length) for text in raws]
             tokens = self.tokenizer(
-                raws, padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
+                texts, padding=True, truncation=True, max_length=self.max_text_length, return_tensors="pt"
             )
             return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
         return {"pixel_values": torch.from_numpy(np.stack(raws))}

@@ -144,8 +144,8 @@ class TextEncoder(Encoder):
                 local_files_only=True,
             )
         if max_seq_length is not None:
-            if max_seq_length < 1:
-                raise ConfigError(f"max_seq_length must be >= 1, got {max_seq_length}")
+            if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or max_seq_length < 1:
+                raise ConfigError(f"max_seq_length must be a whole number >= 1, got {max_seq_length!r}")
             st_model.max_seq_length = max_seq_length
         if query_instruction is None and model.info is not None:
             query_instruction = model.info.options.get("query_instruction")
