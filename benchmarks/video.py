@@ -1,6 +1,6 @@
 """Video throughput and memory: multiembed vs a reference pipeline on a 2-minute video.
 
-    python benchmarks/video.py [--seconds 120] [--rounds 3]
+    python benchmarks/video.py [--seconds 120] [--rounds 3] [--quick]
 
 A synthetic 2-minute 320x240 25 fps video with sound, and a Perceiver-sized encoder (random weights,
 deepmind/multimodal-perceiver's shape: 784 latents x 512, 8 self-attention layers, 16 frames of
@@ -8,6 +8,7 @@ deepmind/multimodal-perceiver's shape: 784 latents x 512, 8 self-attention layer
 with PyAV, keeps every frame, picks 16 evenly spaced ones and takes the middle 0.64 s of sound;
 multiembed seeks to 16 timestamps. Reports clips/s, the ratio (target >= 1.0), and the peak memory
 of the decode stage (resident memory, each pipeline in a fresh process): multiembed must not hold the video.
+Takes about 1.5 minutes on a 2-core CPU; --quick (a 20 s video, 2 rounds) about 30 s.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-from _common import alternate, report
+from _common import add_quick, alternate, apply_sizes, report
+
+FULL = {"seconds": 120, "rounds": 3}
+QUICK = {"seconds": 20, "rounds": 2}
 
 
 def make_video(path: Path, seconds: int) -> Path:
@@ -100,15 +104,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=120)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, help="length of the video (default 120)")
+    parser.add_argument("--rounds", type=int, help="default 3")
+    add_quick(parser, QUICK)
     args = parser.parse_args()
+    apply_sizes(args, FULL, QUICK)
 
     import torch
     from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
 
     import multiembed
+    from multiembed.cli.common import quiet_libraries
 
+    quiet_libraries()  # no weight-loading bars or library warnings between the result lines
     folder = Path(tempfile.mkdtemp(prefix="multiembed-video-"))
     video = make_video(folder / "two-minutes.mp4", args.seconds)
     torch.manual_seed(0)

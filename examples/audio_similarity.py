@@ -9,13 +9,15 @@ an alias such as whisper-base. The query clip may be any audio file or the sound
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from multiembed import MilvusStore
+from multiembed import MilvusStore, MultiembedError
+from multiembed.cli.common import quiet_libraries
 from multiembed.sources import expand
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -26,14 +28,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=5)
     args = parser.parse_args()
 
-    with MilvusStore(args.uri, "sounds", modality="audio", model=args.model) as store:
-        report = store.add(expand("audio", args.clips))
-        print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
-        for error in report.errors:
-            print(f"  skipped {error.source}: {error.reason}")
-        for rank, hit in enumerate(store.search(Path(args.query), limit=args.limit), start=1):
-            print(f"{rank}. {hit.score:.3f}  {hit.source}")
+    quiet_libraries()  # no weight-loading bars or library warnings over our output
+    try:
+        with MilvusStore(args.uri, "sounds", modality="audio", model=args.model) as store:
+            report = store.add(expand("audio", args.clips))
+            print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
+            for error in report.errors:
+                print(f"  skipped {error.source}: {error.reason}")
+            for rank, hit in enumerate(store.search(Path(args.query), limit=args.limit), start=1):
+                print(f"{rank}. {hit.score:.3f}  {hit.source}")
+    except MultiembedError as failure:  # a missing model, an unreadable folder, a Milvus refusal
+        print(f"{parser.prog}: error: {' '.join(str(failure).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -9,13 +9,15 @@ or a multimodal Perceiver directory (then search by example with --like VIDEO in
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from multiembed import MilvusStore
+from multiembed import MilvusStore, MultiembedError
+from multiembed.cli.common import quiet_libraries
 from multiembed.sources import expand
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -29,15 +31,21 @@ def main() -> None:
     if (args.query is None) == (args.like is None):
         parser.error("give a query in words or --like VIDEO")
 
-    with MilvusStore(args.uri, "videos", modality="video", model=args.model) as store:
-        report = store.add(expand("video", args.videos))
-        print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
-        for error in report.errors:
-            print(f"  skipped {error.source}: {error.reason}")
-        query = Path(args.like) if args.like else args.query
-        for rank, hit in enumerate(store.search(query, limit=args.limit), start=1):
-            print(f"{rank}. {hit.score:.3f}  {hit.source}")
+    quiet_libraries()  # no weight-loading bars or library warnings over our output
+    try:
+        with MilvusStore(args.uri, "videos", modality="video", model=args.model) as store:
+            report = store.add(expand("video", args.videos))
+            print(f"indexed: {report.added} new, {report.skipped} already stored, {report.failed} failed")
+            for error in report.errors:
+                print(f"  skipped {error.source}: {error.reason}")
+            query = Path(args.like) if args.like else args.query
+            for rank, hit in enumerate(store.search(query, limit=args.limit), start=1):
+                print(f"{rank}. {hit.score:.3f}  {hit.source}")
+    except MultiembedError as failure:  # a missing model, an unreadable folder, a Milvus refusal
+        print(f"{parser.prog}: error: {' '.join(str(failure).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

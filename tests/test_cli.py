@@ -162,6 +162,7 @@ def _cli(*args: str, stdin: bytes | None = None, cwd: Path) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_installed_command_quick_start(tmp_path):
     """The README's quick start: the packaged MiniLM on the shipped sample, default output name."""
     done = _cli("encode", "--modality", "text", str(ROOT / "examples" / "sample_texts.txt"), cwd=tmp_path)
@@ -172,6 +173,7 @@ def test_installed_command_quick_start(tmp_path):
     assert b"embedded 8 of 8 items, 0 failed" in done.stderr
 
 
+@pytest.mark.slow
 def test_subprocess_stdin_with_a_bad_line_exits_1(model, tmp_path):
     done = _cli(
         "encode",
@@ -190,6 +192,7 @@ def test_subprocess_stdin_with_a_bad_line_exits_1(model, tmp_path):
     assert b"failed: stdin:2: not valid UTF-8 text" in done.stderr
 
 
+@pytest.mark.slow
 def test_readme_quick_start_index_and_search(tmp_path):
     """The README's main job: index the sample into Milvus Lite, then search it."""
     sample = str(ROOT / "examples" / "sample_texts.txt")

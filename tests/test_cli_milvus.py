@@ -85,6 +85,7 @@ def _index_command(model, docs, uri):
             "--uri", uri, "-c", "docs", "--batch-size", "1", "-v", "-q"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_killed_index_run_resumes_with_every_file_exactly_once(model, tmp_path):
     texts = [f"document number {n} about {'dogs' if n % 2 else 'bicycles'} and {n * 7}" for n in range(3000)]
     docs = tmp_path / "docs"

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.image_files import bad_images, good_images
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.slow  # each example is a fresh interpreter (seconds of imports)
 
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -42,6 +46,7 @@ def test_photo_search(image_models, tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr  # transformers' progress bar is silenced
     assert f"indexed: {len(good)} new, 0 already stored, 6 failed" in done.stdout
     assert done.stdout.count(". ") >= 3 and "1. " in done.stdout
     again = run_example(
@@ -76,6 +81,7 @@ def test_audio_similarity(media_models, tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr
     assert "indexed: 3 new, 0 already stored, 1 failed" in done.stdout
     assert f"1. 1.000  {clips / 'tone1.wav'}" in done.stdout  # a clip is most similar to itself
 
@@ -114,4 +120,26 @@ def test_video_collection(image_models, media_models, tmp_path):
         cwd=tmp_path,
     )
     assert like.returncode == 0, like.stderr[-2000:]
+    assert "Loading weights" not in words.stderr + like.stderr
     assert f"1. 1.000  {videos / 'clip2.mp4'}" in like.stdout
+
+
+@pytest.mark.parametrize("name", ["photo_search.py", "audio_similarity.py", "video_collection.py"])
+def test_missing_model_is_one_line_and_exit_2(name, tmp_path):
+    missing = tmp_path / "no-such-model"
+    done = run_example(
+        name,
+        str(tmp_path),
+        "a red bicycle",
+        "--model",
+        str(missing),
+        "--uri",
+        str(tmp_path / "x.db"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith(f"{name}: error: model '{missing}'"), lines[0]
+    assert "Traceback" not in done.stderr and "Loading weights" not in done.stderr
+    assert done.stdout == ""

@@ -39,7 +39,7 @@ def test_offline_hub_model_is_a_clear_error(text_spec, tmp_path, monkeypatch):
         resolve_model(text_spec, "mpnet")
     message = str(caught.value)
     assert "sentence-transformers/all-mpnet-base-v2" in message
-    assert "local directory" in message
+    assert "Pass a local folder instead" in message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 

@@ -55,6 +55,10 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not getattr(args, "verbose", False):
+        # gRPC's C core prints keep-alive complaints (too_many_pings) straight to stderr; it reads
+        # this before it is first imported, which happens later, with pymilvus.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
