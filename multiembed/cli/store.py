@@ -40,6 +40,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.modality is None:
             raise common.UsageError("give --modality (for a new collection) or --collection")
         args.collection = args.modality.replace("-", "_")
+    if args.modality is not None:  # nothing to embed: say so before a collection is made for it
+        spec = get(args.modality)
+        common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
     common.quiet_libraries()
     started = time.perf_counter()
     try:
