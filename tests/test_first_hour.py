@@ -162,3 +162,14 @@ def test_the_progress_bar_knows_the_total_for_files_and_folders(tiny_models, tmp
 
     list(encoder.iter_encode(slowly(), progress=True, total=3, batch_size=1))
     assert "3/3" in capsys.readouterr().err
+
+
+def test_indexing_nothing_leaves_no_empty_collection(tiny_models, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    uri = str(tmp_path / "e.db")
+    argv = ["index", str(empty), "-m", "text", "--model", str(tiny_models["mean"]), "--uri", uri, "-q"]
+    assert main(argv) == 2
+    assert "nothing to embed" in capsys.readouterr().err
+    assert main(["collections", "--uri", uri]) == 0
+    assert "no collections" in capsys.readouterr().err

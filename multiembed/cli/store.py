@@ -40,9 +40,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         if args.modality is None:
             raise common.UsageError("give --modality (for a new collection) or --collection")
         args.collection = args.modality.replace("-", "_")
-    if args.modality is not None:  # nothing to embed: say so before a collection is made for it
-        spec = get(args.modality)
-        common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
     common.quiet_libraries()
     started = time.perf_counter()
     try:
@@ -67,7 +64,14 @@ def cmd_index(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         spec = get(store.info.modality)
-        items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
+        try:
+            items = common.first_or_fail(
+                expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions
+            )
+        except common.UsageError:
+            if store.created:  # made for this run, which has nothing to put in it: leave nothing behind
+                store.drop()
+            raise
         added = skipped = 0
         errors: list[ItemError] = []
         total = count_items(spec, args.inputs)

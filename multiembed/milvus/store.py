@@ -82,6 +82,8 @@ class MilvusStore(Searching):
         self.rows_expected = 0
         #: why the collection looked damaged when it was opened with ``accept_row_count=True``
         self.row_shortfall: str | None = None
+        #: whether this store made the collection (it did not exist before)
+        self.created = False
         creates = encoder is not None or modality is not None  # else only open: create nothing
         self.client: GuardedClient | None = open_client(uri, create=creates)
         try:
@@ -115,6 +117,7 @@ class MilvusStore(Searching):
                 existing = sorted(self._client.list_collections())
                 raise CollectionNotFoundError(self.collection, self.uri, existing)
             encoder = _load(modality, model, device, options)
+        self.created = True
         info = CollectionInfo.of(encoder, hybrid)
         lite = is_lite(self.uri)
         self._client.create_collection(
@@ -263,6 +266,10 @@ class MilvusStore(Searching):
             report.skipped += len(part.skipped)
             report.errors.extend(part.errors)
         return report
+
+    def drop(self) -> None:
+        """Delete the collection and its rows (the store stays open, with nothing in it)."""
+        self._client.drop_collection(self.collection)
 
     def count(self) -> int:
         """Rows stored in the collection."""
