@@ -27,13 +27,17 @@ TEXT_QUERY_MODALITIES = "image-text (CLIP), video with the clip model, text"
 class Searching:
     """Search methods shared by every store; the store provides the client, encoder and record."""
 
+    uri: str
     collection: str
     encoder: Encoder
     info: CollectionInfo
+    client: GuardedClient | None
 
     @property
     def _client(self) -> GuardedClient:
-        raise NotImplementedError
+        if self.client is None:
+            raise BackendError(f"the store for {self.uri} is closed")
+        return self.client
 
     def default_fields(self) -> list[str]:
         """What a hit carries by default: source, modality, model, and the text of text documents."""

@@ -94,12 +94,6 @@ class MilvusStore(Searching):
             self.close()
             raise
 
-    @property
-    def _client(self) -> GuardedClient:
-        if self.client is None:
-            raise BackendError(f"the store for {self.uri} is closed")
-        return self.client
-
     def _open_or_create(
         self,
         encoder: Encoder | None,
