@@ -41,7 +41,12 @@ def mismatches(recorded: dict[str, Any], current: dict[str, Any], where: str = "
     for key in sorted(keys, key=lambda name: (_ORDER.index(name) if name in _ORDER else len(_ORDER), name)):
         if key in _NESTED:
             inner_recorded, inner_current = recorded.get(key) or {}, current.get(key) or {}
-            for inner in sorted(set(inner_recorded) | set(inner_current)):
+            # Options are compared in full. Details follow from the weights and library versions: a
+            # setting one side doesn't record (a newer library saving one more key) is no difference.
+            names = set(inner_recorded) | set(inner_current)
+            if key == "details":
+                names = set(inner_recorded) & set(inner_current)
+            for inner in sorted(names):
                 if inner_recorded.get(inner) != inner_current.get(inner):
                     problems.append(
                         _differs(inner, inner_recorded.get(inner), inner_current.get(inner), where)

@@ -120,3 +120,18 @@ def test_collections_recorded_before_identities_still_open(tiny_models, tmp_path
     other = multiembed.load("text", str(tiny_models["max-dense"]), device="cpu")
     with pytest.raises(SchemaMismatchError, match="dim: collection has 32, encoder has 16"):
         MilvusStore(uri, "old", other)
+
+
+def test_details_only_one_side_records_are_not_differences():
+    """A library upgrade that records one more processor setting must not lock a collection."""
+    recorded = {"model": "m", "options": {"frames": 4}, "details": {"pooling": "mean", "size": 224}}
+    newer = {
+        "model": "m",
+        "options": {"frames": 4},
+        "details": {"pooling": "mean", "size": 224, "crop_pct": 1},
+    }
+    assert mismatches(recorded, newer) == []
+    changed = {"model": "m", "options": {"frames": 4}, "details": {"pooling": "mean", "size": 256}}
+    assert mismatches(recorded, changed) == ["size: collection has 224, encoder has 256"]
+    fewer_options = {"model": "m", "options": {}, "details": {"pooling": "mean"}}
+    assert mismatches(recorded, fewer_options) == ["frames: collection has 4, encoder has None"]
