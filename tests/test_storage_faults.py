@@ -211,8 +211,8 @@ def test_indexing_again_repairs_a_damaged_collection(tmp_path, encoder, capsys):
     corrupt_manifest(uri, "garbage")
     with pytest.raises(BackendError, match="looks damaged: Milvus reports 0 rows, multiembed last stored 4"):
         MilvusStore(uri, "docs")
-    with pytest.raises(BackendError, match="looks damaged"):
-        list_collections(uri)
+    (summary,) = list_collections(uri)  # listed, with why it looks damaged
+    assert summary.rows == 0 and "looks damaged: Milvus reports 0 rows" in str(summary.damage)
 
     docs = tmp_path / "docs.txt"
     docs.write_text("\n".join(DOCS) + "\n")
@@ -268,3 +268,15 @@ def test_a_second_process_gets_one_true_line(runs):
         "is using it (Milvus Lite allows one process per database; close the other one or wait for it "
         "to finish)"
     )
+
+
+def test_one_damaged_collection_does_not_hide_the_others(tmp_path, encoder, capsys):
+    uri = str(tmp_path / "m.db")
+    stored(uri, encoder)
+    with MilvusStore(uri, "healthy", encoder) as store:
+        store.add(DOCS[:2])
+    (Path(uri) / "collections" / "docs" / "manifest.json").write_bytes(b"\x00\xffnot json at all")
+    assert main(["collections", "--uri", uri]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.split()[:3] == ["healthy", "2", "rows"] and "docs" not in captured.out
+    assert "collection 'docs' looks damaged: Milvus reports 0 rows, multiembed last stored 4" in captured.err

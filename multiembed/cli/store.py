@@ -178,7 +178,8 @@ def cmd_collections(args: argparse.Namespace) -> int:
     summaries = list_collections(args.uri)
     if not summaries:
         print(f"no collections in {args.uri}", file=sys.stderr)
-    for summary in summaries:
+    damaged = [summary for summary in summaries if summary.damage]
+    for summary in (summary for summary in summaries if not summary.damage):
         info = summary.info
         if info is None:
             described = "(not multiembed)"
@@ -188,4 +189,6 @@ def cmd_collections(args: argparse.Namespace) -> int:
             )
             described = f"{info.modality:<11} {info.model}  {outputs}" + ("  +BM25" if info.hybrid else "")
         print(f"{summary.name:<20} {summary.rows:>8} rows  {described}")
+    if damaged:
+        raise common.UsageError("; ".join(str(summary.damage) for summary in damaged))
     return common.EXIT_OK

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multiembed.embeddings import ItemError
-from multiembed.errors import BackendError, CollectionNotFoundError
+from multiembed.errors import CollectionNotFoundError
 from multiembed.milvus.client import DEFAULT_URI, close_client, is_lite, open_client
 from multiembed.milvus.schema import DAMAGED_HINT, CollectionInfo, check_rows
 
@@ -50,13 +50,16 @@ class CollectionSummary:
     name: str
     rows: int
     info: CollectionInfo | None
+    #: why the collection looks damaged (Milvus holds fewer rows than multiembed stored), or None
+    damage: str | None = None
 
 
 def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
     """Every collection at ``uri`` with its row count and, for multiembed ones, the encoder identity.
 
     Only reads: a Milvus Lite database that does not exist is an error, not created. A Lite
-    collection holding fewer rows than multiembed last stored raises :class:`BackendError`.
+    collection holding fewer rows than multiembed last stored is listed with its ``damage``, so
+    one damaged collection does not hide the others.
     """
     client = open_client(uri, create=False)
     try:
@@ -65,9 +68,10 @@ def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
             rows = int(client.get_collection_stats(name)["row_count"])
             description = client.describe_collection(name)
             damage = check_rows(name, description, rows) if is_lite(uri) else None
-            if damage:
-                raise BackendError(f"{damage}; {DAMAGED_HINT}")
-            summaries.append(CollectionSummary(name, rows, CollectionInfo.from_description(description)))
+            info = CollectionInfo.from_description(description)
+            summaries.append(
+                CollectionSummary(name, rows, info, f"{damage}; {DAMAGED_HINT}" if damage else None)
+            )
         return summaries
     finally:
         close_client(client)
