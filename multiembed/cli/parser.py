@@ -152,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--device", default="auto", help="where the query is embedded (default: auto)")
     search.add_argument("--model", help="where the collection's model is now, if its folder moved "
                         "(must be the same weights)")  # fmt: skip
+    search.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model that runs its own code (as when indexed)")  # fmt: skip
     search.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
 
     collections = commands.add_parser(

@@ -125,7 +125,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         silence_library_logs()
     common.quiet_libraries()
     try:
-        store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model)
+        remote_code: dict[str, Any] = {"trust_remote_code": True} if args.trust_remote_code else {}
+        store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model, **remote_code)
     except CollectionNotFoundError as error:
         raise common.UsageError(_no_collection(error, args.uri)) from None
     with store:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from multiembed.embeddings import Embeddings
@@ -150,7 +151,8 @@ class MilvusStore(Searching):
                     recorded_modality, model or recorded_model, device, {**recorded_options, **options}
                 )
             except ModelNotFoundError as error:
-                if model is not None:
+                moved = Path(recorded_model).is_absolute() and not Path(recorded_model).exists()
+                if model is not None or not moved:
                     raise
                 raise ModelNotFoundError(
                     f"collection {self.collection!r} was built with {recorded_model}, which cannot be loaded "
