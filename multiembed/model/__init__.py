@@ -6,9 +6,12 @@ downloaded or installed at run time. Each function is also a registered multiemb
 CLI and :class:`multiembed.MilvusStore` use it too (BM25: ``modality="bm25"``, ``model=`` the
 parameters file).
 
+- ``model.DefaultEmbeddingFunction`` (all-MiniLM-L6-v2, packaged: no download) and
+  ``model.dense.SentenceTransformerEmbeddingFunction``.
 - ``model.sparse``: ``BM25EmbeddingFunction``, ``build_default_analyzer``.
 """
 
-from multiembed.model import sparse
+from multiembed.model import dense, sparse
+from multiembed.model.dense import DefaultEmbeddingFunction
 
-__all__ = ["sparse"]
+__all__ = ["DefaultEmbeddingFunction", "dense", "sparse"]
