@@ -7,7 +7,8 @@ tower, a path to its image tower), once for every output the collection holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,14 +116,29 @@ class Searching:
         hybrid: bool = False,
         weights: Sequence[float] | None = None,
         output_fields: Sequence[str] | None = None,
+        rerank: Callable[..., Sequence[Any]] | None = None,
     ) -> list[Hit]:
         """Nearest items to ``query`` (text, a file path, a raw item or a vector), best first.
 
         ``output`` picks which of the encoder's outputs to search (default: the first). ``hybrid``
         fuses every stored output and, in a BM25 collection, Milvus' BM25 over the stored texts, by
         reciprocal rank fusion or by ``weights`` (one per searched field, in that order). Hits of
-        text collections carry their text in ``fields["text"]``.
+        text collections carry their text in ``fields["text"]``. ``rerank`` (a reranker from
+        ``multiembed.model.reranker``) reorders those hits by reading the query with each text.
         """
+        hits = self._nearest(query, limit, filter, output, hybrid, weights, output_fields)
+        return hits if rerank is None else _reranked(query, hits, rerank)
+
+    def _nearest(
+        self,
+        query: Any,
+        limit: int,
+        filter: str | None,
+        output: str | None,
+        hybrid: bool,
+        weights: Sequence[float] | None,
+        output_fields: Sequence[str] | None,
+    ) -> list[Hit]:
         if not isinstance(limit, int) or limit < 1:
             raise ConfigError(f"limit must be an integer >= 1, got {limit!r}")
         values = self.query_vectors(query)
@@ -196,3 +212,14 @@ class Searching:
         )
         kind = "weighted" if weights is not None else "rrf"
         return [Hit.of(raw, kind) for raw in results[0]]
+
+
+def _reranked(query: Any, hits: list[Hit], rerank: Callable[..., Sequence[Any]]) -> list[Hit]:
+    """The hits in the reranker's order, each scored by it (``score_kind="rerank"``)."""
+    if not isinstance(query, str):
+        raise InputError("reranking needs a text query", "query")
+    texts = [hit.fields.get(TEXT_FIELD) for hit in hits]
+    if any(not isinstance(text, str) for text in texts):
+        raise BackendError("reranking needs the texts of the hits; only text collections keep them")
+    results = rerank(query, texts, top_k=len(hits)) if hits else []
+    return [replace(hits[result.index], score=float(result.score), score_kind="rerank") for result in results]

@@ -9,9 +9,10 @@ parameters file).
 - ``model.DefaultEmbeddingFunction`` (all-MiniLM-L6-v2, packaged: no download) and
   ``model.dense.SentenceTransformerEmbeddingFunction``.
 - ``model.sparse``: ``BM25EmbeddingFunction``, ``build_default_analyzer``.
+- ``model.reranker``: ``CrossEncoderRerankFunction`` (results ``text``, ``score``, ``index``).
 """
 
-from multiembed.model import dense, sparse
+from multiembed.model import dense, reranker, sparse
 from multiembed.model.dense import DefaultEmbeddingFunction
 
-__all__ = ["DefaultEmbeddingFunction", "dense", "sparse"]
+__all__ = ["DefaultEmbeddingFunction", "dense", "reranker", "sparse"]
