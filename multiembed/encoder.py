@@ -262,6 +262,7 @@ class Encoder(ABC):
         batch_size: int,
         bar: tqdm,
         watch: FailureWatch,
+        identity: dict[str, Any],
         skip_keys: KeyFilter | None = None,
         keep_raw: bool = False,
     ) -> Embeddings:
@@ -295,7 +296,7 @@ class Encoder(ABC):
             errors=sorted(errors, key=lambda error: error.index),
             skipped=skipped,
             raws=[keyed[p].loaded.raw for p in positions] if keep_raw else [],
-            **self._identity(),
+            **identity,
         )
 
     def _identity(self) -> dict[str, Any]:
@@ -343,6 +344,7 @@ class Encoder(ABC):
             total = len(inputs)
         window = batch_size * self.sort_window_batches
         watch = FailureWatch()
+        identity = self._identity()  # config() once per run, not once per window
         with tqdm(
             total=total,
             desc=f"{self.modality} {role}s",
@@ -355,7 +357,7 @@ class Encoder(ABC):
             stream = self._load_stream(as_items(inputs), role, batch_size, total)
             numbered = ((position, item, loaded) for position, (item, loaded) in enumerate(stream))
             for chunk in windows(numbered, window):
-                yield self._encode_window(chunk, role, batch_size, bar, watch, skip_keys, keep_raw)
+                yield self._encode_window(chunk, role, batch_size, bar, watch, identity, skip_keys, keep_raw)
 
     def encode(
         self,
