@@ -1,30 +1,14 @@
-"""Rerankers with pymilvus.model's names and results: ``RerankResult(text, score, index)``, best first.
-
-A reranker reads each (query, document) pair together, so it orders a short list of hits better
-than vector similarity does; ``MilvusStore.search(..., rerank=...)`` applies one to its hits.
-"""
+"""pymilvus.model's ``CrossEncoderRerankFunction``: a sentence-transformers cross-encoder, run locally."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from multiembed.errors import ConfigError
+from multiembed.model.reranker.result import RerankResult
 
-__all__ = ["CrossEncoderRerankFunction", "RerankResult"]
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One reranked document: its text, the reranker's score and its position in the input."""
-
-    text: str
-    score: float
-    index: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "score": self.score, "index": self.index}
+__all__ = ["CrossEncoderRerankFunction"]
 
 
 def _local_model(name: str) -> str:
