@@ -92,6 +92,8 @@ def download_from_hub(repo_id: str, folder: str = "") -> str:
 def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
     """Find the weights for ``model`` (or the modality's default), local sources first."""
     name = (model or spec.default_model).strip()
+    if spec.resolve is not None:
+        return spec.resolve(name)
     local = Path(name).expanduser()
     if local.exists():
         return ResolvedModel(str(local.resolve()), str(local.resolve()), spec.model_info(name))

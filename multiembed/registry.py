@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,6 +17,7 @@ from multiembed.errors import MultiembedError
 
 if TYPE_CHECKING:
     from multiembed.encoder import Encoder
+    from multiembed.models import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class ModalitySpec:
     file_items: Literal["file", "lines"] = "file"
     #: what a local model folder must hold, and how to make one where the hub is reachable
     local_folder: str = ""
+    #: for models that are not weights (hosted APIs): model name -> ResolvedModel, replacing the
+    #: local/packaged/hub lookup
+    resolve: Callable[[str], ResolvedModel] | None = None
 
     def model_info(self, name: str) -> ModelInfo | None:
         """Find a known model by alias or hub id (case-insensitive)."""

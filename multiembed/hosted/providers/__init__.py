@@ -1,0 +1,1 @@
+"""One file per hosted provider; each registers itself with ``register_provider``."""
