@@ -44,7 +44,24 @@ def encoder_options(args: argparse.Namespace) -> dict[str, Any]:
         options["workers"] = args.workers
     if args.dtype:
         options["dtype"] = args.dtype
+    for pair in getattr(args, "option", None) or []:
+        key, value = parse_option(pair)
+        options[key] = value
     return options
+
+
+def parse_option(pair: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--option``: numbers, booleans, null, lists and objects as JSON, else text."""
+    import json
+
+    key, equals, value = pair.partition("=")
+    key = key.strip().replace("-", "_")
+    if not equals or not key.isidentifier():
+        raise UsageError(f"--option needs KEY=VALUE with KEY a name, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def first_or_fail(items: Iterator[Item], where: str, extensions: frozenset[str]) -> Iterator[Item]:

@@ -43,6 +43,14 @@ def _add_model_options(parser: argparse.ArgumentParser, modality_required: bool 
         action="store_true",
         help="allow models that run code from their own repository (off by default)",
     )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a modality's own load() option, repeatable (e.g. --option base_url=http://127.0.0.1:8080 "
+        "--option dimensions=256); VALUE is read as JSON when it parses, else as text",
+    )
 
 
 def _add_store_options(
