@@ -74,6 +74,8 @@ class HttpClient:
     max_retries: int = 5
     backoff: float = 0.5
     message_of: Callable[[Any], str | None] = lambda body: None
+    #: the status a refusal counts as, given the decoded error body (an API may answer a bad key with 400)
+    status_of: Callable[[int, Any], int] = lambda status, body: status
     #: strings never to show in a message (the API key)
     secrets: tuple[str, ...] = ()
     #: how long to wait between tries; tests and callers may replace it
@@ -99,6 +101,12 @@ class HttpClient:
             message = None
         return self._clean(_first_line(message or text or "no details"))
 
+    def _refusal_status(self, status: int, raw: bytes) -> int:
+        try:
+            return self.status_of(status, json.loads(raw.decode("utf-8", "replace")))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return status
+
     def post(self, url: str, payload: Any) -> Any:
         """The decoded JSON answer to ``payload``, after as many retries as rate limits need."""
         data = json.dumps(payload).encode()
@@ -117,10 +125,12 @@ class HttpClient:
                     raise BackendError(f"{self.provider}: {url} answered with no JSON: {text}") from None
             except urllib.error.HTTPError as error:
                 status = error.code
-                message = self._provider_message(error.read() or b"")
+                raw = error.read() or b""
+                message = self._provider_message(raw)
                 if status not in RETRY_STATUSES:
                     raise RequestRejected(
-                        f"{self.provider}: HTTP {status} from {url}: {message}", status
+                        f"{self.provider}: HTTP {status} from {url}: {message}",
+                        self._refusal_status(status, raw),
                     ) from None
                 wait = retry_after_seconds(error.headers.get("Retry-After"))
                 why = f"HTTP {status}: {message}"

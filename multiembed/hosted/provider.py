@@ -73,6 +73,7 @@ class Provider:
             timeout=timeout,
             max_retries=max_retries,
             message_of=self.error_message,
+            status_of=self.refusal_status,
             secrets=(key,) if key else (),
         )
         self._dim = dimensions or self.dims.get(self.model)
@@ -117,6 +118,11 @@ class Provider:
             if isinstance(body, dict) and body.get(key):
                 return str(body[key])
         return None
+
+    def refusal_status(self, status: int, body: Any) -> int:
+        """What a refusal counts as: an API that answers a bad key with 400 maps it to 401 here, so
+        the hosted modality stops the run instead of reporting every item as bad."""
+        return status
 
     # ---- shared ---------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
