@@ -114,3 +114,74 @@ def test_the_jina_rerank_sample_prints_the_documented_ranking():
         "Score: 0.937096", "Score: 0.354210", "Score: 0.349866", "Score: 0.272896"
     ]  # fmt: skip
     assert blocks[0].splitlines()[2] == f"Text: {documents[1]}"
+
+
+BGE_M3_SAMPLE = """
+from multiembed.model.hybrid import BGEM3EmbeddingFunction
+from pymilvus import (
+    utility,
+    FieldSchema, CollectionSchema, DataType,
+    Collection, AnnSearchRequest, RRFRanker, connections,
+)
+
+# 1. prepare a small corpus to search
+docs = [
+    "Artificial intelligence was founded as an academic discipline in 1956.",
+    "Alan Turing was the first person to conduct substantial research in AI.",
+    "Born in Maida Vale, London, Turing was raised in southern England.",
+]
+query = "Who started AI research?"
+
+# BGE-M3 model can embed texts as dense and sparse vectors.
+# It is included in the optional `model` module in pymilvus, to install it,
+# simply run "pip install pymilvus[model]".
+
+bge_m3_ef = BGEM3EmbeddingFunction(model_name=BGE_M3_DIR, use_fp16=False, device="cpu")
+
+docs_embeddings = bge_m3_ef(docs)
+query_embeddings = bge_m3_ef([query])
+"""
+
+
+def test_the_bge_m3_sample_gives_vectors_milvus_takes_for_hybrid_search(tmp_path):
+    """The sample, then the documents' next step: dense + sparse fields, AnnSearchRequest + RRFRanker."""
+    from pymilvus import AnnSearchRequest, DataType, MilvusClient, RRFRanker
+
+    from tests.tiny_hybrid import tiny_bge_m3_dir
+
+    folder = tiny_bge_m3_dir(tmp_path / "bge-m3")
+    _, namespace = run_sample(BGE_M3_SAMPLE, BGE_M3_DIR=str(folder))
+    docs, ef = namespace["docs"], namespace["bge_m3_ef"]
+    docs_embeddings, query_embeddings = namespace["docs_embeddings"], namespace["query_embeddings"]
+    assert set(docs_embeddings) == {"dense", "sparse"} and len(docs_embeddings["dense"]) == 3
+    assert next(iter(docs_embeddings["sparse"])).shape == (1, ef.dim["sparse"])
+
+    client = MilvusClient(str(tmp_path / "seed.db"))
+    schema = client.create_schema(auto_id=True)
+    schema.add_field("pk", DataType.INT64, is_primary=True)
+    schema.add_field("text", DataType.VARCHAR, max_length=512)
+    schema.add_field("sparse_vector", DataType.SPARSE_FLOAT_VECTOR)
+    schema.add_field("dense_vector", DataType.FLOAT_VECTOR, dim=ef.dim["dense"])
+    index = client.prepare_index_params()
+    index.add_index("sparse_vector", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+    index.add_index("dense_vector", index_type="AUTOINDEX", metric_type="IP")
+    client.create_collection("hybrid_demo", schema=schema, index_params=index)
+    rows = [
+        {"text": doc, "sparse_vector": sparse, "dense_vector": dense}
+        for doc, sparse, dense in zip(docs, docs_embeddings["sparse"], docs_embeddings["dense"], strict=True)
+    ]
+    client.insert("hybrid_demo", rows)
+    client.load_collection("hybrid_demo")
+    requests = [
+        AnnSearchRequest([query_embeddings["sparse"][[0]]], "sparse_vector", {"metric_type": "IP"}, limit=3),
+        AnnSearchRequest([query_embeddings["dense"][0]], "dense_vector", {"metric_type": "IP"}, limit=3),
+    ]
+    hits = client.hybrid_search("hybrid_demo", requests, RRFRanker(), limit=3, output_fields=["text"])[0]
+    assert sorted(hit["entity"]["text"] for hit in hits) == sorted(docs)
+    dense_best = max(
+        range(3), key=lambda i: float(docs_embeddings["dense"][i] @ query_embeddings["dense"][0])
+    )
+    only_dense = client.search("hybrid_demo", [query_embeddings["dense"][0]], anns_field="dense_vector",
+                               limit=1, output_fields=["text"])[0]  # fmt: skip
+    assert only_dense[0]["entity"]["text"] == docs[dense_best]
+    client.close()
