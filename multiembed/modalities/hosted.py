@@ -23,7 +23,7 @@ from multiembed.hosted.http import RequestRejected
 from multiembed.hosted.provider import Provider, get_provider, providers
 from multiembed.models import ResolvedModel
 from multiembed.outputs import OutputSpec
-from multiembed.registry import ModalitySpec, register
+from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
 from multiembed.texts import DEFAULT_TEXT_MAX_BYTES, TextLoader
 
@@ -148,12 +148,29 @@ class HostedEncoder(Encoder):
         return output.hidden
 
 
+def _provider_models() -> tuple[ModelInfo, ...]:
+    """One line per provider in ``multiembed modalities``: its default model and where its key comes from."""
+    listed = []
+    for name, provider in sorted(providers().items()):
+        key = f"key: {' or '.join(provider.key_env)}" if provider.key_required else "no key needed"
+        listed.append(
+            ModelInfo(
+                alias=name,
+                hub_id=f"{name}:{provider.default_model or 'default'}",
+                dim=provider.dims.get(provider.default_model, 0),
+                description=f"{provider.title} ({provider.base_url}); {key}",
+                source="api",
+            )
+        )
+    return tuple(listed)
+
+
 SPEC = register(
     ModalitySpec(
         name="hosted",
         description="text through a hosted embedding API (--model provider:model; keys from the environment)",
         default_model="openai:text-embedding-3-small",
-        models=(),
+        models=_provider_models(),
         extensions=frozenset({".txt", ".md"}),
         encoder_class=HostedEncoder,
         file_items="lines",
