@@ -185,3 +185,54 @@ def test_the_bge_m3_sample_gives_vectors_milvus_takes_for_hybrid_search(tmp_path
                                limit=1, output_fields=["text"])[0]  # fmt: skip
     assert only_dense[0]["entity"]["text"] == docs[dense_best]
     client.close()
+
+
+MODEL2VEC_SAMPLE = """
+from multiembed import model
+
+model2vec_ef = model.dense.Model2VecEmbeddingFunction(
+    model_source=MODEL2VEC_DIR, # or local directory
+)
+
+docs = [
+    "Artificial intelligence was founded as an academic discipline in 1956.",
+    "Alan Turing was the first person to conduct substantial research in AI.",
+    "Born in Maida Vale, London, Turing was raised in southern England.",
+]
+
+docs_embeddings = model2vec_ef.encode_documents(docs)
+
+# Print embeddings
+print("Embeddings:", docs_embeddings)
+# Print dimension and shape of embeddings
+print("Dim:", model2vec_ef.dim, docs_embeddings[0].shape)
+
+queries = ["When was artificial intelligence founded",
+           "Where was Alan Turing born?"]
+
+query_embeddings = model2vec_ef.encode_queries(queries)
+
+# Print embeddings
+print("Embeddings:", query_embeddings)
+# Print dimension and shape of embeddings
+print("Dim", model2vec_ef.dim, query_embeddings[0].shape)
+"""
+
+
+def test_the_model2vec_sample_runs_on_a_local_static_model(tmp_path, minilm_dir):
+    """The documents' Model2Vec sample on a static model made from the packaged MiniLM's token table
+    (potion-base-8M itself would print 256; this model is 384 wide)."""
+    from model2vec import StaticModel
+
+    from tests.tiny_local_models import minilm_static_dir
+
+    folder = minilm_static_dir(minilm_dir, tmp_path / "static")
+    printed, namespace = run_sample(MODEL2VEC_SAMPLE, MODEL2VEC_DIR=str(folder))
+    lines = [line for line in printed.splitlines() if line.startswith("Dim")]
+    assert lines == ["Dim: 384 (384,)", "Dim 384 (384,)"]
+    assert printed.count("dtype=float32)]") == 2
+    reference = StaticModel.from_pretrained(str(folder))
+    np.testing.assert_allclose(namespace["docs_embeddings"], reference.encode(namespace["docs"]), atol=1e-5)
+    np.testing.assert_allclose(
+        namespace["query_embeddings"], reference.encode(namespace["queries"]), atol=1e-5
+    )
