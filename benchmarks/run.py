@@ -220,7 +220,10 @@ def fast_options(modality: str) -> list[tuple[str, dict[str, Any]]]:
             ("multiembed auto", {"backend": "auto"}),
         ]
     if modality == "audio":
-        options += [("multiembed clip window", {"window": "clip"})]
+        options += [
+            ("multiembed pad_seconds=10", {"pad_seconds": 10}),
+            ("multiembed pad_seconds=25", {"pad_seconds": 25}),
+        ]
     return options
 
 
