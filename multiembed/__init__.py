@@ -77,11 +77,16 @@ def load(
     model: str | os.PathLike[str] | None = None,
     device: str | torch.device | None = "auto",
     dtype: str | torch.dtype | None = None,
+    backend: str = "torch",
     **options: Any,
 ) -> Encoder:
     """An encoder for ``modality`` with ``model`` (alias, hub id or local path; None = default).
 
-    The device and dtype are checked before any weights are read, so a bad request fails fast.
+    ``backend="torch"`` is exact (float32 unless ``dtype`` says otherwise); ``"openvino"`` runs the
+    model core in OpenVINO on the CPU (``dtype`` float32, bfloat16 or int8), exported once and
+    cached; ``"auto"`` picks the fastest mode measured on this machine that passes the quality gate
+    (see :mod:`multiembed.fast`). Device, dtype and backend are checked before any weights are read,
+    so a bad request fails fast.
     """
     from multiembed.device import DevicePolicy
     from multiembed.models import resolve_model, weights_fingerprint
@@ -92,15 +97,20 @@ def load(
         model = os.fspath(model)
     spec = get(modality)
     _check_options(spec, options)
-    policy = DevicePolicy.resolve("auto" if device is None else device, dtype)
+    policy = DevicePolicy.resolve("auto" if device is None else device, dtype, backend)
     resolved = resolve_model(spec, model)
-    encoder = spec.encoder_class.from_pretrained(resolved, policy, **options)
+    torch_policy = policy if policy.backend == "torch" else DevicePolicy(policy.device)
+    encoder = spec.encoder_class.from_pretrained(resolved, torch_policy, **options)
     encoder.weights = weights_fingerprint(resolved.path)
+    if policy.backend != "torch":
+        from multiembed.fast import accelerate
+
+        accelerate(encoder, policy, resolved.path)
     return encoder
 
 
 def options_of(spec: ModalitySpec) -> list[str]:
-    """The keyword options ``load()`` takes for a modality (besides model, device and dtype)."""
+    """The keyword options ``load()`` takes for a modality (besides model, device, dtype and backend)."""
     parameters = inspect.signature(spec.encoder_class.from_pretrained).parameters.values()
     return sorted(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 

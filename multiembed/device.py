@@ -1,8 +1,12 @@
-"""Device and dtype policy, decided once per encoder so every modality places tensors the same way.
+"""Device, dtype and backend policy, decided once per encoder so every modality runs the same way.
 
-``auto`` prefers cuda, then mps, then cpu. float32 is exact and the default; bfloat16/float16 are a
-fast mode: on accelerators the weights are cast (halving memory) and autocast covers mixed inputs;
-on CPU the weights stay float32 and autocast runs matmuls in bfloat16 (AVX512-BF16 makes that fast).
+``auto`` prefers cuda, then mps, then cpu. float32 on the torch backend is exact and the default.
+Fast modes are offered only where they are measured faster: on accelerators bfloat16/float16 cast
+the weights (halving memory) under autocast; on a CPU torch's bfloat16 autocast is accepted only with
+AVX512-BF16 or AMX (without them it is several times *slower* than float32, so it is refused with the
+reason). The CPU's fast modes run the model core in OpenVINO (``backend="openvino"``: float32,
+bfloat16 where the CPU has it, or int8 quantized by NNCF); ``backend="auto"`` picks the fastest one
+that passes the quality gate on this machine (:mod:`multiembed.fast`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from multiembed.cpu import cpu_features
 from multiembed.errors import BackendError
 
 if TYPE_CHECKING:
@@ -29,6 +34,9 @@ _DTYPES: dict[str, str] = {
     "fp16": "float16",
     "half": "float16",
 }
+#: precisions only a fast backend runs (no torch dtype computes in them here)
+_FAST_ONLY = {"int8": "int8"}
+BACKENDS = ("torch", "openvino", "auto")
 
 
 def _mps_available() -> bool:
@@ -72,6 +80,15 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def precision_name(dtype: str | torch.dtype | None) -> str | None:
+    """The canonical name of a requested precision (float32, bfloat16, float16, int8); None if unset."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.strip().lower() in _FAST_ONLY:
+        return _FAST_ONLY[dtype.strip().lower()]
+    return dtype_name(resolve_dtype(dtype))
+
+
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     """Turn a dtype name into a torch dtype; None means exact float32."""
     if dtype is None:
@@ -79,12 +96,51 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype_name(dtype) in _DTYPES.values():
             return dtype
-        raise BackendError(f"unsupported dtype {dtype}: use float32, bfloat16 or float16")
+        raise BackendError(f"unsupported dtype {dtype}: use float32, bfloat16, float16 or int8")
+    name = dtype.strip().lower()
+    if name in _FAST_ONLY:
+        raise BackendError(
+            f"dtype {dtype!r} has no torch compute type: it needs backend='openvino' (or 'auto')"
+        )
     try:
-        resolved: torch.dtype = getattr(torch, _DTYPES[dtype.strip().lower()])
+        resolved: torch.dtype = getattr(torch, _DTYPES[name])
         return resolved
     except KeyError:
-        raise BackendError(f"unsupported dtype {dtype!r}: use float32, bfloat16 or float16") from None
+        raise BackendError(f"unsupported dtype {dtype!r}: use float32, bfloat16, float16 or int8") from None
+
+
+def _backend_name(backend: str) -> str:
+    name = backend.strip().lower() if isinstance(backend, str) else backend
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}: use torch (exact), openvino or auto")
+    return str(name)
+
+
+def _slow_cpu_bfloat16(backend: str) -> BackendError:
+    """One line: why bfloat16 is refused on this CPU, and what is fast here instead."""
+    features = cpu_features()
+    if backend == "torch":
+        instead = "use backend='openvino' (dtype='int8', or float32) for a fast mode, or the default float32"
+        why = "torch's bfloat16 autocast would run several times slower than float32"
+    else:
+        instead = "use dtype='int8' (or float32) with backend='openvino'"
+        why = "OpenVINO would fall back to float32"
+    return BackendError(
+        f"dtype='bfloat16' refused on this CPU: it has no AVX512-BF16 or AMX ({features.describe()}), "
+        f"so {why}; {instead}"
+    )
+
+
+def _cpu_only(device: str | torch.device, backend: str) -> torch.device:
+    """OpenVINO runs on the CPU here: ``auto`` means the CPU, an accelerator is a clear error."""
+    if isinstance(device, str) and device.strip().lower() == "auto":
+        return torch.device("cpu")
+    resolved = resolve_device(device)
+    if resolved.type != "cpu":
+        raise BackendError(
+            f"backend={backend!r} runs on the CPU; device {str(resolved)!r} needs backend='torch'"
+        )
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -92,14 +148,51 @@ class DevicePolicy:
     """Where the model runs and in which precision; shared by every encoder."""
 
     device: torch.device
+    #: what torch modules compute in (float32 whenever a fast backend runs the core)
     dtype: torch.dtype = field(default_factory=lambda: torch.float32)
+    #: "torch", "openvino", or "auto" until :mod:`multiembed.fast` replaces it with its choice
+    backend: str = "torch"
+    #: the fast backend's precision ("float32", "bfloat16", "int8"); None: the torch dtype's (or, under
+    #: auto, any that passes the quality gate)
+    precision: str | None = None
 
     @classmethod
     def resolve(
-        cls, device: str | torch.device = "auto", dtype: str | torch.dtype | None = None
+        cls,
+        device: str | torch.device = "auto",
+        dtype: str | torch.dtype | None = None,
+        backend: str = "torch",
     ) -> DevicePolicy:
-        """Validate the user's device/dtype request once, before any weights are loaded."""
-        return cls(resolve_device(device), resolve_dtype(dtype))
+        """Validate the user's device/dtype/backend request once, before any weights are loaded."""
+        backend = _backend_name(backend)
+        precision = precision_name(dtype)
+        if backend == "auto":
+            resolved = resolve_device(device)
+            if resolved.type != "cpu":  # OpenVINO is a CPU backend here: accelerators stay on torch
+                if precision == "int8":
+                    raise BackendError(f"dtype='int8' is a CPU mode (OpenVINO); on {resolved} use float16")
+                return cls(resolved, resolve_dtype(dtype))
+            if precision == "float16":
+                raise BackendError("dtype='float16' has no fast CPU mode; use int8, bfloat16 or float32")
+            if precision == "bfloat16" and not cpu_features().bf16:
+                raise _slow_cpu_bfloat16("auto")
+            return cls(resolved, torch.float32, "auto", precision)
+        if backend == "openvino":
+            resolved = _cpu_only(device, backend)
+            if precision == "float16":
+                raise BackendError("backend='openvino' runs float32, bfloat16 or int8, not float16")
+            if precision == "bfloat16" and not cpu_features().bf16:
+                raise _slow_cpu_bfloat16(backend)
+            return cls(resolved, torch.float32, backend, precision or "float32")
+        resolved, torch_dtype = resolve_device(device), resolve_dtype(dtype)
+        if resolved.type == "cpu" and torch_dtype == torch.bfloat16 and not cpu_features().bf16:
+            raise _slow_cpu_bfloat16(backend)
+        return cls(resolved, torch_dtype)
+
+    @property
+    def precision_name(self) -> str:
+        """The precision recorded in identities: the fast backend's, else the torch dtype's name."""
+        return self.precision or dtype_name(self.dtype)
 
     @property
     def reduced_precision(self) -> bool:
@@ -144,4 +237,6 @@ class DevicePolicy:
         return batch
 
     def __str__(self) -> str:
-        return f"{self.device} {dtype_name(self.dtype)}"
+        if self.backend == "torch":
+            return f"{self.device} {dtype_name(self.dtype)}"
+        return f"{self.device} {self.backend} {self.precision or 'any'}"

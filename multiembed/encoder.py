@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 from tqdm.auto import tqdm
 
-from multiembed.batching import chunked, longest_first, windows
-from multiembed.device import DevicePolicy, dtype_name
+from multiembed.batching import budget_batches, windows
+from multiembed.device import DevicePolicy
 from multiembed.embeddings import Embeddings, ItemError
 from multiembed.errors import BackendError, ConfigError, InputError
 from multiembed.failures import FailureWatch, is_device_failure
@@ -34,6 +34,8 @@ from multiembed.workers import default_workers, failure_reason, load_in_process,
 
 if TYPE_CHECKING:
     import torch
+
+    from multiembed.fast.core import ExportableCore
 else:
     from multiembed.lazy import torch
 
@@ -73,6 +75,11 @@ class Encoder(ABC):
     metric: str = "COSINE"
     #: a window of ``batch_size * sort_window_batches`` items is sorted by size before batching
     sort_window_batches: ClassVar[int] = 64
+    #: a batch pads to at most ``batch_size * size_budget_per_item`` units of ``size_of`` (text: tokens),
+    #: so long items go in smaller batches; None: every batch has ``batch_size`` items
+    size_budget_per_item: int | None = None
+    #: called with each model batch as ``forward`` gets it (instrumentation: padded shapes, counts)
+    batch_observer: Callable[[Any], None] | None = None
     #: whether a plain string query means text (text, CLIP) rather than a file path
     accepts_text_queries: ClassVar[bool] = False
     #: whether documents are texts (then a collection can also keep them for Milvus' BM25)
@@ -105,6 +112,10 @@ class Encoder(ABC):
         self.workers = workers
         #: a fingerprint of the weights files (set by :func:`multiembed.load`), part of the identity
         self.weights: str | None = None
+        #: set by :mod:`multiembed.fast` when a fast backend runs the core instead of ``forward``
+        self.fast: Callable[[Any], ModelOutput] | None = None
+        #: what the fast backend is and how it scored in the quality gate (None on plain torch)
+        self.fast_report: dict[str, Any] | None = None
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -146,8 +157,8 @@ class Encoder(ABC):
                 "modality": self.modality,
                 "model": self.model_id,
                 "weights": self.weights,
-                "dtype": dtype_name(self.policy.dtype),
-                "backend": "torch",
+                "dtype": self.policy.precision_name,
+                "backend": self.policy.backend,
                 "outputs": [spec.describe() for spec in self.outputs],
                 "options": self.identity_options(),
                 "details": self.details(),
@@ -183,6 +194,14 @@ class Encoder(ABC):
     def forward(self, batch: Any, role: Role) -> ModelOutput:
         """Run the model on a batch already on the device."""
 
+    def exportable_core(self) -> ExportableCore | None:
+        """The torch core a fast backend (OpenVINO) may run in place of ``forward``; None: torch only.
+
+        A modality offers one by naming the module, its input tensors (read off a preprocessed
+        batch) and how its output becomes a :class:`ModelOutput`; pooling stays shared.
+        """
+        return None
+
     def pool(self, output: ModelOutput, batch: Any, role: Role) -> torch.Tensor | dict[str, Any]:
         """Per item: one tensor (the primary dense output), or ``{output name: value}`` for several.
 
@@ -195,14 +214,24 @@ class Encoder(ABC):
         return l2_normalize(vectors) if self.normalize_embeddings else vectors
 
     def size_of(self, raw: Any) -> int:
-        """Cost estimate used to group similar items into batches; 0 keeps the input order."""
+        """Cost estimate used to group similar items into batches; 0 keeps the input order.
+
+        With a ``size_budget_per_item`` it is in the budget's unit and never below the item's padded size.
+        """
         return 0
+
+    def size_budget(self, batch_size: int) -> int | None:
+        """The most padded ``size_of`` units one batch may hold; None for batches of ``batch_size`` items."""
+        per_item = self.size_budget_per_item
+        return None if per_item is None else batch_size * per_item
 
     # ---- the shared pipeline ------------------------------------------------------------------
     def _embed(self, raws: list[Any], role: Role) -> list[ItemVectors]:
         batch = self.policy.move(self.preprocess(raws, role))
+        if self.batch_observer is not None:
+            self.batch_observer(batch)
         with self.policy.inference():
-            output = self.forward(batch, role)
+            output = self.forward(batch, role) if self.fast is None else self.fast(batch)
             pooled = self.pool(output, batch, role)
             values = pooled if isinstance(pooled, dict) else {self.outputs[0].name: pooled}
             columns: dict[str, list[Any]] = {}
@@ -272,10 +301,11 @@ class Encoder(ABC):
         ]
         entries, skipped = self._drop_known(entries, skip_keys)
         bar.update(len(errors) + len(skipped))
-        ordered = [entries[i] for i in longest_first([self.size_of(e.loaded.raw) for e in entries])]
+        sizes = [self.size_of(entry.loaded.raw) for entry in entries]
         results: dict[int, ItemVectors] = {}
         keyed: dict[int, _Entry] = {}
-        for batch in chunked(ordered, batch_size):
+        for indices in budget_batches(sizes, batch_size, self.size_budget(batch_size)):
+            batch = [entries[index] for index in indices]
             for entry, result in zip(batch, self._embed_isolated(batch, role, watch), strict=True):
                 if isinstance(result, str):
                     errors.append(ItemError(entry.position, entry.item.source, result))

@@ -86,4 +86,6 @@ def load_arguments(config: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     options = dict(config.get("options") or {})
     if config.get("dtype"):
         options["dtype"] = config["dtype"]
+    if config.get("backend") not in (None, "torch"):  # a fast backend is rebuilt as it was recorded
+        options["backend"] = config["backend"]
     return str(config["modality"]), str(config["model"]), options

@@ -79,7 +79,8 @@ MAX_WORD_CHARS = 64 * 1024
 _SPACE = re.compile(r"[ \t\n\r]")
 
 
-def _tokens(tokenizer: Any, text: str) -> int:
+def count_tokens(tokenizer: Any, text: str) -> int:
+    """How many tokens ``text`` is, without the special tokens a model adds around it."""
     return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
 
@@ -101,12 +102,21 @@ def cut_for_tokenizer(text: str, tokenizer: Any, max_tokens: int) -> str:
                 return text
             cut = text[:limit]  # inside a giant word: safe only if what comes before is enough
             before = cut[: max((match.start() for match in _SPACE.finditer(cut)), default=0)]
-            if _tokens(tokenizer, before) > max_tokens:
+            if count_tokens(tokenizer, before) > max_tokens:
                 return before
             limit *= 2
             continue
         cut = text[: space.start()]
-        if _tokens(tokenizer, cut) > max_tokens:
+        if count_tokens(tokenizer, cut) > max_tokens:
             return cut
         limit = 2 * space.start() + 1
     return text
+
+
+def tokens_read(text: str, tokenizer: Any, max_tokens: int, added: int = 0) -> int:
+    """Tokens a model truncating at ``max_tokens`` reads for ``text`` plus ``added`` (specials, prompt).
+
+    Exact for tokenizers that split at whitespace first (every word before the cut is whole), so a
+    batch's padded length is the largest of its items' counts; a long text costs a cut, not a full pass.
+    """
+    return min(max_tokens, count_tokens(tokenizer, cut_for_tokenizer(text, tokenizer, max_tokens)) + added)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.milvus_server import milvus_server  # noqa: F401  (the session's Milvus server)
 from tests.tiny_models import tiny_sentence_transformer
 
 TEXTS = [

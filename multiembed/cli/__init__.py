@@ -42,6 +42,8 @@ _COMMANDS = {
     "index": ("multiembed.cli.store", "cmd_index"),
     "search": ("multiembed.cli.store", "cmd_search"),
     "collections": ("multiembed.cli.store", "cmd_collections"),
+    "export-bulk": ("multiembed.cli.bulk", "cmd_export_bulk"),
+    "import-bulk": ("multiembed.cli.bulk", "cmd_import_bulk"),
     "modalities": ("multiembed.cli", "cmd_modalities"),
 }
 

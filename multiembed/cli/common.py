@@ -44,6 +44,8 @@ def encoder_options(args: argparse.Namespace) -> dict[str, Any]:
         options["workers"] = args.workers
     if args.dtype:
         options["dtype"] = args.dtype
+    if getattr(args, "backend", None):
+        options["backend"] = args.backend
     for pair in getattr(args, "option", None) or []:
         key, value = parse_option(pair)
         options[key] = value

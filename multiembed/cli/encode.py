@@ -26,6 +26,7 @@ from multiembed.cli.common import (
 )
 from multiembed.embeddings import ItemError
 from multiembed.encoder import Role
+from multiembed.errors import ConfigError
 from multiembed.formats import format_for
 from multiembed.output import open_writer
 from multiembed.registry import get
@@ -45,7 +46,8 @@ def _iter_queries(texts: Sequence[str], texts_file: str | None) -> Iterator[Item
 def cmd_encode(args: argparse.Namespace) -> int:
     spec = get(args.modality)
     output = Path(args.output)
-    fmt = format_for(output, args.format)
+    sharded = getattr(args, "shard_size", None) is not None
+    fmt = _shard_format(args, output) if sharded else format_for(output, args.format)
     if bool(args.text or args.texts) == bool(args.inputs):
         raise UsageError("give either INPUT files/folders or --text/--texts, not both or neither")
     check_targets([*args.inputs, *([args.texts] if args.texts else [])])
@@ -57,6 +59,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
     else:
         items = first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
     quiet_libraries()
+    if sharded:
+        return _encode_sharded(args, items, role, total, output, fmt)
+    if args.engine == "ray":
+        from multiembed.cli import ray_engine
+
+        return ray_engine.encode(args, items, role, output, fmt)
     started = time.perf_counter()
     encoder = load(args.modality, args.model, device=args.device, **encoder_options(args))
     errors: list[ItemError] = []
@@ -74,3 +82,45 @@ def cmd_encode(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_PARTIAL if errors else EXIT_OK
+
+
+def _shard_format(args: argparse.Namespace, output: Path) -> str:
+    """The format of each shard (parquet unless --format says otherwise); -o must name a folder."""
+    if args.shard_size < 1:
+        raise UsageError(f"--shard-size must be >= 1, got {args.shard_size}")
+    if getattr(args, "engine", "local") != "local":
+        raise UsageError("--shard-size runs on the local engine; leave out --engine")
+    try:
+        format_for(output)
+    except ConfigError:  # no file suffix: a folder name
+        return format_for(Path("shard.parquet"), args.format)
+    raise UsageError(f"with --shard-size, -o names a folder for the shards (e.g. -o shards/), not {output}")
+
+
+def _encode_sharded(
+    args: argparse.Namespace, items: Iterator[Item], role: Role, total: int | None, output: Path, fmt: str
+) -> int:
+    """``encode --shard-size N -o DIR``: resumable, one atomically written file per N inputs."""
+    from multiembed.shards import encode_shards
+
+    started = time.perf_counter()
+    encoder = load(args.modality, args.model, device=args.device, **encoder_options(args))
+    report = encode_shards(
+        encoder,
+        items,
+        output,
+        args.shard_size,
+        fmt=fmt,
+        role=role,
+        progress=None if not args.quiet else False,
+        total=total,
+    )
+    print_failures(report.errors)
+    print(
+        f"embedded {report.rows} of {report.items} items, {len(report.errors)} failed, in "
+        f"{len(report.written) + len(report.kept)} shards ({len(report.written)} written, "
+        f"{len(report.kept)} already done), in {time.perf_counter() - started:.1f}s with "
+        f"{encoder.model_id} -> {output}",
+        file=sys.stderr,
+    )
+    return EXIT_PARTIAL if report.errors else EXIT_OK

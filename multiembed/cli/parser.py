@@ -26,9 +26,18 @@ def _add_model_options(parser: argparse.ArgumentParser, modality_required: bool 
     )
     parser.add_argument(
         "--dtype",
-        choices=["float32", "bfloat16", "float16"],
+        choices=["float32", "bfloat16", "float16", "int8"],
         default=None,
-        help="float32 is exact (default); bfloat16/float16 are faster, ~1e-3 off",
+        help="float32 is exact (default); bfloat16/float16 on GPUs (bfloat16 on CPUs with AVX512-BF16/AMX "
+        "only); int8 with --backend openvino",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["torch", "openvino", "auto"],
+        default=None,
+        help="torch (exact, default); openvino runs the model on the CPU, exported once and cached "
+        "(fast with --dtype int8 or bfloat16); auto picks the fastest mode that passes the quality gate "
+        "on this machine",
     )
     parser.add_argument("--batch-size", type=int, default=None,
                         help="items per forward pass (default: the modality's own)")  # fmt: skip
@@ -65,6 +74,73 @@ def _add_store_options(
             required=collection_required,
             help="collection name" + ("" if collection_required else " (default: the modality's name)"),
         )
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: a Ray Data job, each actor loading the model once "
+        "(needs the ray extra)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="the Ray cluster to run on (auto, or ray://host:10001); default: a local one with every "
+        "core. Inputs must be at the same path on every node",
+    )
+
+
+def _add_index_param(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an index build parameter, repeatable (e.g. --index-param nlist=1024); on a server, "
+        "IVF and SCANN get nlist=128, HNSW M=30 efConstruction=360 unless given",
+    )
+
+
+def _add_bulk_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = commands.add_parser(
+        "export-bulk",
+        help="embed files into parquet files for a Milvus server's bulk import",
+        description="Embed every input (each distinct item once) and write the files pymilvus' bulk "
+        "writer would write for the collection: DIR/<uuid>/1.parquet, 2.parquet, ... of up to "
+        "--chunk-mb each, and DIR/manifest.json with the encoder's identity. Import them with "
+        "`multiembed import-bulk DIR --uri http://host:19530 -c NAME`.",
+    )
+    export.add_argument("inputs", nargs="+", metavar="INPUT", help="file, folder, or - for stdin")
+    _add_model_options(export)
+    export.add_argument("-o", "--output", required=True, metavar="DIR", help="a new (or empty) folder")
+    export.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="text only: for a collection with Milvus' BM25 over the text (Milvus 2.5+)",
+    )
+    export.add_argument("--chunk-mb", type=int, default=128, help="size of each file, in MB (default: 128)")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    load = commands.add_parser(
+        "import-bulk",
+        help="import an export-bulk folder into a collection on a Milvus server",
+        description="Have the Milvus server at --uri read the files of an export-bulk folder into the "
+        "collection (made from the recorded identity if it does not exist). The server reads the "
+        "files itself: by default at the folder's absolute path (a server on this machine with local "
+        "storage); for MinIO/S3, upload the folder and pass its path in the bucket as --server-path. "
+        "Files imported before are skipped.",
+    )
+    load.add_argument("folder", metavar="DIR", help="a folder written by `multiembed export-bulk`")
+    load.add_argument("--uri", required=True, help="the Milvus server, e.g. http://127.0.0.1:19530")
+    load.add_argument("-c", "--collection", required=True, help="collection name")
+    load.add_argument(
+        "--server-path", metavar="PATH", help="where the server sees DIR (default: its path here)"
+    )
+    load.add_argument("--index-type", default="AUTOINDEX", help="for a new collection (default: AUTOINDEX)")
+    _add_index_param(load)
+    load.add_argument("-v", "--verbose", action="store_true", help="show the Milvus libraries' own logs")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="output format (default: from the output's suffix)",
     )
+    encode.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="write a folder (-o DIR) of shards of N inputs each, part-<first>-<last>.parquet, with a "
+        "manifest: a re-run skips finished shards, so a killed run resumes where it stopped",
+    )
     encode.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _add_engine_options(encode)
 
     index = commands.add_parser(
         "index",
@@ -137,9 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="text only: also store the text with a BM25 index for hybrid search")  # fmt: skip
     index.add_argument("--index-type", default="AUTOINDEX",
                        help="AUTOINDEX, HNSW, IVF_FLAT, FLAT (servers also DISKANN, ...)")  # fmt: skip
+    _add_index_param(index)
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     index.add_argument("-v", "--verbose", action="store_true",
                        help="a line per stored batch, and the Milvus libraries' own logs")  # fmt: skip
+    _add_engine_options(index)
 
     search = commands.add_parser(
         "search",
@@ -177,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_options(collections, with_collection=False)
     collections.add_argument("-v", "--verbose", action="store_true",
                              help="show the Milvus libraries' own logs")  # fmt: skip
+
+    _add_bulk_commands(commands)
 
     commands.add_parser(
         "modalities",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiembed.cli import common
+from multiembed.cli.bulk import index_params
 from multiembed.errors import CollectionNotFoundError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
@@ -41,6 +42,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             raise common.UsageError("give --modality (for a new collection) or --collection")
         args.collection = args.modality.replace("-", "_")
     common.quiet_libraries()
+    if args.engine == "ray":
+        from multiembed.cli import ray_engine
+
+        return ray_engine.index(args)
     started = time.perf_counter()
     try:
         store = MilvusStore(
@@ -50,6 +55,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             model=args.model,
             hybrid=args.hybrid,
             index_type=args.index_type,
+            index_params=index_params(args),
             device=args.device,
             accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
             **common.encoder_options(args),
@@ -146,7 +152,10 @@ def _print_details(uri: str, name: str) -> None:
     if details.info is not None:
         config = details.info.config
         print(f"  modality  {config['modality']}\n  model     {config['model']}")
-        print(f"  weights   {config.get('weights') or '-'}   dtype {config.get('dtype', '-')}")
+        print(
+            f"  weights   {config.get('weights') or '-'}   dtype {config.get('dtype', '-')}"
+            f"   backend {config.get('backend', 'torch')}"
+        )
         for key, value in sorted((config.get("options") or {}).items()):
             print(f"  option    {key} = {value!r}")
         print(f"  BM25      {'yes' if details.info.hybrid else 'no'}")

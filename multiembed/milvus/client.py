@@ -208,6 +208,29 @@ def open_client(uri: str, *, create: bool = True) -> GuardedClient:
     return GuardedClient(client, str(path))
 
 
+#: how multiembed reads from a server: Strong, so what a run stored is what the next read sees (a
+#: server's default, Bounded, answers from a view up to seconds old). Milvus Lite is always current.
+SERVER_READS: dict[str, Any] = {"consistency_level": "Strong"}
+
+
+def read_options(uri: str) -> dict[str, Any]:
+    """Keyword arguments for reads (query, search) at ``uri``."""
+    return {} if is_lite(uri) else dict(SERVER_READS)
+
+
+def row_count(client: GuardedClient, name: str) -> int:
+    """Rows in a collection. A server's statistics count only flushed segments, so a loaded server
+    collection is counted with ``count(*)``; Lite's statistics (and an unloaded collection's) are exact
+    enough."""
+    if not is_lite(client.uri):
+        try:
+            rows = client.query(name, filter="", output_fields=["count(*)"], **SERVER_READS)
+            return int(rows[0]["count(*)"])
+        except BackendError:  # not loaded: statistics are all there is
+            pass
+    return int(client.get_collection_stats(name)["row_count"])
+
+
 def close_client(client: GuardedClient) -> None:
     """Close, and on Milvus Lite free the database for other processes once this process is done.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from multiembed.embeddings import ItemError
 from multiembed.errors import CollectionNotFoundError
-from multiembed.milvus.client import DEFAULT_URI, close_client, is_lite, open_client
+from multiembed.milvus.client import DEFAULT_URI, close_client, is_lite, open_client, row_count
 from multiembed.milvus.schema import DAMAGED_HINT, CollectionInfo, check_rows
 
 
@@ -65,7 +65,7 @@ def list_collections(uri: str = DEFAULT_URI) -> list[CollectionSummary]:
     try:
         summaries = []
         for name in sorted(client.list_collections()):
-            rows = int(client.get_collection_stats(name)["row_count"])
+            rows = row_count(client, name)
             description = client.describe_collection(name)
             damage = check_rows(name, description, rows) if is_lite(uri) else None
             info = CollectionInfo.from_description(description)
@@ -115,7 +115,7 @@ def describe_collection(uri: str, name: str) -> CollectionDetails:
             indexes.append(
                 (str(index["field_name"]), str(index["index_type"]), str(index.get("metric_type", "")))
             )
-        rows = int(client.get_collection_stats(name)["row_count"])
+        rows = row_count(client, name)
         return CollectionDetails(name, rows, CollectionInfo.from_description(description), fields, indexes)
     finally:
         close_client(client)
@@ -126,7 +126,7 @@ def drop_collection(uri: str, name: str) -> int:
     client = open_client(uri, create=False)
     try:
         _existing(client, uri, name)
-        rows = int(client.get_collection_stats(name)["row_count"])
+        rows = row_count(client, name)
         client.drop_collection(name)
         return rows
     finally:

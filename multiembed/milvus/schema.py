@@ -33,9 +33,11 @@ __all__ = [
     "check_backend",
     "check_rows",
     "index_params_for",
+    "index_params_of",
     "recorded_rows",
     "rows_property",
     "schema_for",
+    "schema_of",
 ]
 
 VECTOR_FIELD = "vector"
@@ -213,11 +215,29 @@ def schema_for(
     passage, shown by search); ``hybrid`` gives it an analyzer and adds a ``sparse`` field filled by
     Milvus' built-in BM25 function. Dynamic fields are on, so rows may carry more.
     """
+    if hybrid and not encoder.documents_are_text:
+        raise BackendError(
+            f"a BM25 (hybrid) collection keeps the documents' text; {encoder.modality} documents are not text"
+        )
+    return _schema(encoder.outputs, encoder.documents_are_text, hybrid, extra_fields)
+
+
+def schema_of(info: CollectionInfo) -> Any:
+    """The schema :func:`schema_for` gives the encoder ``info`` records (no model is loaded)."""
+    return _schema(info.outputs, info.keeps_text, info.hybrid)
+
+
+def _schema(
+    outputs: Sequence[OutputSpec],
+    documents_are_text: bool,
+    hybrid: bool,
+    extra_fields: Sequence[tuple[str, Any, dict[str, Any]]] = (),
+) -> Any:
     from pymilvus import DataType, Function, FunctionType, MilvusClient
 
     schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=True)
     schema.add_field("id", DataType.VARCHAR, max_length=64, is_primary=True)
-    for name, spec in stored_outputs(encoder.outputs):
+    for name, spec in stored_outputs(outputs):
         if spec.kind == "sparse":
             schema.add_field(name, DataType.SPARSE_FLOAT_VECTOR)
         else:
@@ -227,11 +247,7 @@ def schema_for(
     schema.add_field("model", DataType.VARCHAR, max_length=1024)
     for name, data_type, options in extra_fields:
         schema.add_field(name, data_type, **options)
-    if hybrid and not encoder.documents_are_text:
-        raise BackendError(
-            f"a BM25 (hybrid) collection keeps the documents' text; {encoder.modality} documents are not text"
-        )
-    if encoder.documents_are_text:
+    if documents_are_text:
         if hybrid:  # BM25 reads it: every row must have it
             schema.add_field(TEXT_FIELD, DataType.VARCHAR, max_length=MAX_VARCHAR, enable_analyzer=True)
         else:  # shown by search; rows from Embeddings.to_milvus_rows() may leave it out
@@ -258,10 +274,21 @@ def index_params_for(
 ) -> Any:
     """One index per stored output: ``index_type`` with the output's metric for dense, an inverted
     index with IP for sparse; plus the BM25 field of a hybrid collection."""
+    return index_params_of(encoder.outputs, index_type, params=params, hybrid=hybrid)
+
+
+def index_params_of(
+    outputs: Sequence[OutputSpec],
+    index_type: str = "AUTOINDEX",
+    *,
+    params: dict[str, Any] | None = None,
+    hybrid: bool = False,
+) -> Any:
+    """:func:`index_params_for` from the outputs themselves (e.g. those a collection records)."""
     from pymilvus import MilvusClient
 
     index_params = MilvusClient.prepare_index_params()
-    for name, spec in stored_outputs(encoder.outputs):
+    for name, spec in stored_outputs(outputs):
         if spec.kind == "sparse":
             index_params.add_index(field_name=name, index_type=SPARSE_INDEX, metric_type=spec.metric)
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiembed.errors import BackendError, ConfigError, InputError, SchemaMismatchError
+from multiembed.milvus.client import read_options
 from multiembed.milvus.results import Hit
 from multiembed.milvus.schema import SPARSE_FIELD, TEXT_FIELD, CollectionInfo, given_vector
 from multiembed.outputs import OutputSpec, sparse_row_dict
@@ -163,6 +164,7 @@ class Searching:
             filter=filter or "",
             output_fields=fields,
             search_params={"metric_type": spec.metric},
+            **read_options(self.uri),
         )
         return [Hit.of(raw, spec.metric.lower()) for raw in results[0]]
 
@@ -208,7 +210,12 @@ class Searching:
             )
         ranker = WeightedRanker(*weights) if weights is not None else RRFRanker(60)
         results = self._client.hybrid_search(
-            self.collection, reqs=requests, ranker=ranker, limit=limit, output_fields=fields
+            self.collection,
+            reqs=requests,
+            ranker=ranker,
+            limit=limit,
+            output_fields=fields,
+            **read_options(self.uri),
         )
         kind = "weighted" if weights is not None else "rrf"
         return [Hit.of(raw, kind) for raw in results[0]]

@@ -23,7 +23,14 @@ from multiembed.errors import (
     SchemaMismatchError,
 )
 from multiembed.identity import load_arguments, mismatches
-from multiembed.milvus.client import GuardedClient, close_client, is_lite, open_client
+from multiembed.milvus.client import (
+    GuardedClient,
+    close_client,
+    is_lite,
+    open_client,
+    read_options,
+    row_count,
+)
 from multiembed.milvus.results import AddReport
 from multiembed.milvus.schema import (
     DAMAGED_HINT,
@@ -39,6 +46,7 @@ from multiembed.milvus.schema import (
     schema_for,
 )
 from multiembed.milvus.search import Searching
+from multiembed.milvus.versions import check_server, needed_features, server_index_params, server_version
 from multiembed.outputs import row_bytes
 
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -55,6 +63,12 @@ class MilvusStore(Searching):
     opened with ``accept_row_count=True``, which records the current count (see :attr:`row_shortfall`),
     or ``"repair"``, which opens it to store the missing items again and keeps the recorded count
     until the collection holds that many rows again.
+
+    On a server (``uri`` a URL), a new collection is checked against the server's version first:
+    what it lacks (sparse fields before 2.4, BM25 before 2.5) is refused in one line before anything
+    is made. ``index_params`` are the dense index's build parameters; on a server the ones Milvus 2.3
+    requires (``nlist``, HNSW's ``M``/``efConstruction``, IVF_PQ's ``m``) default to usual values.
+    Reads on a server are Strong: a search sees everything stored before it.
     """
 
     def __init__(
@@ -67,6 +81,7 @@ class MilvusStore(Searching):
         model: str | None = None,
         hybrid: bool = False,
         index_type: str = "AUTOINDEX",
+        index_params: dict[str, Any] | None = None,
         device: str = "auto",
         accept_row_count: bool | Literal["repair"] = False,
         **encoder_options: Any,
@@ -87,6 +102,7 @@ class MilvusStore(Searching):
         self.created = False
         creates = encoder is not None or modality is not None  # else only open: create nothing
         self.client: GuardedClient | None = open_client(uri, create=creates)
+        self._index_params = index_params
         try:
             self.info, self.encoder = self._open_or_create(
                 encoder, modality, model, hybrid, index_type, device, encoder_options
@@ -107,20 +123,31 @@ class MilvusStore(Searching):
     ) -> tuple[CollectionInfo, Encoder]:
         if self._client.has_collection(self.collection):
             return self._reopen(encoder, modality, model, device, options)
-        if encoder is None:
-            if modality is None:
-                existing = sorted(self._client.list_collections())
-                raise CollectionNotFoundError(self.collection, self.uri, existing)
-            encoder = _load(modality, model, device, options)
-        self.created = True
-        info = CollectionInfo.of(encoder, hybrid)
+        if encoder is None and modality is None:
+            existing = sorted(self._client.list_collections())
+            raise CollectionNotFoundError(self.collection, self.uri, existing)
         lite = is_lite(self.uri)
-        self._client.create_collection(
+        server = None if lite else server_version(self._client)
+        if server is not None:  # what the server lacks is refused before a model is loaded
+            check_server(self.uri, *server, features=needed_features((), hybrid), index_type=index_type)
+        if encoder is None:
+            encoder = _load(str(modality), model, device, options)
+        info = CollectionInfo.of(encoder, hybrid)
+        schema = schema_for(encoder, hybrid=hybrid)  # refuses BM25 over documents that are not text
+        params = self._index_params
+        if server is not None:
+            features = needed_features(encoder.outputs, hybrid)
+            check_server(self.uri, *server, features=features, index_type=index_type)
+            dense = [spec for spec in encoder.outputs if spec.kind == "dense"]
+            params = server_index_params(index_type, dense[0].dim, params) if dense else params
+        create_collection(
+            self._client,
             self.collection,
-            schema=schema_for(encoder, hybrid=hybrid),
-            index_params=index_params_for(encoder, index_type, hybrid=hybrid),
+            schema=schema,
+            index_params=index_params_for(encoder, index_type, params=params, hybrid=hybrid),
             properties={**info.to_property(), **(rows_property(0) if lite else {})},
         )
+        self.created = True
         self._row_count = 0 if lite else None
         return info, encoder
 
@@ -188,7 +215,9 @@ class MilvusStore(Searching):
     def _stored(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        rows = self._client.query(self.collection, ids=list(keys), output_fields=["id"])
+        rows = self._client.query(
+            self.collection, ids=list(keys), output_fields=["id"], **read_options(self.uri)
+        )
         return {row["id"] for row in rows}
 
     def _storable(self, part: Embeddings) -> Embeddings:
@@ -269,7 +298,7 @@ class MilvusStore(Searching):
 
     def count(self) -> int:
         """Rows stored in the collection."""
-        return int(self._client.get_collection_stats(self.collection)["row_count"])
+        return row_count(self._client, self.collection)
 
     def close(self) -> None:
         """Close the connection; a Milvus Lite file becomes free for other processes."""
@@ -282,6 +311,22 @@ class MilvusStore(Searching):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def create_collection(client: GuardedClient, name: str, **arguments: Any) -> None:
+    """Create, index and load a collection, or leave none behind.
+
+    pymilvus creates the collection, then its indexes, then loads it: a server refusing the index
+    (say, a parameter it requires) would leave a collection that can never be loaded.
+    """
+    try:
+        client.create_collection(name, **arguments)
+    except BaseException:
+        try:
+            if client.has_collection(name):
+                client.drop_collection(name)
+        finally:
+            raise
 
 
 def _load(modality: str, model: str | None, device: str, options: dict[str, Any]) -> Encoder:

@@ -35,6 +35,8 @@ from multiembed.registry import ModalitySpec, ModelInfo, register
 
 if TYPE_CHECKING:
     import torch
+
+    from multiembed.fast.core import ExportableCore
 else:
     from multiembed.lazy import torch
 
@@ -324,6 +326,22 @@ class ImageEncoder(Encoder):
 
     def forward(self, batch: torch.Tensor, role: Role) -> ModelOutput:
         return ModelOutput(hidden=self.module(batch).flatten(1))
+
+    def exportable_core(self) -> ExportableCore:
+        """The whole backbone (pixels -> pooled features), for every library; calibrated on drawn images."""
+        from multiembed.fast.core import ExportableCore
+        from multiembed.fast.corpus import sample_images
+
+        return ExportableCore(
+            module=self.module,
+            input_names=("pixel_values",),
+            run=lambda module, inputs: module(inputs["pixel_values"]).flatten(1),
+            inputs=lambda batch: {"pixel_values": batch},
+            output=lambda hidden, batch: ModelOutput(hidden=hidden),
+            documents=sample_images(48),
+            queries=sample_images(12, seed=7),
+            transformer=False,
+        )
 
 
 SPEC = register(

@@ -9,6 +9,7 @@ any modules after Pooling (Dense projections) still run. The vectors therefore e
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -20,10 +21,12 @@ from multiembed.models import ResolvedModel, loading
 from multiembed.pooling import get_pooler
 from multiembed.registry import ModalitySpec, ModelInfo, register
 from multiembed.sources import Loaded
-from multiembed.texts import DEFAULT_TEXT_MAX_BYTES, TextLoader, cut_for_tokenizer
+from multiembed.texts import DEFAULT_TEXT_MAX_BYTES, TextLoader, count_tokens, cut_for_tokenizer, tokens_read
 
 if TYPE_CHECKING:
     import torch
+
+    from multiembed.fast.core import ExportableCore
 else:
     from multiembed.lazy import torch
 
@@ -53,6 +56,8 @@ TEXT_MODELS = (
 )
 
 _OWN_POOLINGS = {"mean", "cls", "max"}
+#: the tokenizer outputs a fast backend feeds the model core, when the tokenizer makes them
+_CORE_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _module_kind(module: torch.nn.Module) -> str:
@@ -65,6 +70,8 @@ class TextEncoder(Encoder):
     modality = "text"
     accepts_text_queries = True
     documents_are_text = True
+    #: padded tokens per batch = batch_size * this (benchmarks/text.py --long-tail measured the choice)
+    size_budget_per_item = 128
 
     def __init__(
         self,
@@ -166,7 +173,19 @@ class TextEncoder(Encoder):
         return self._loader
 
     def size_of(self, raw: str) -> int:
-        return len(raw)
+        """Tokens the model reads for this text, its special tokens and the longer prompt included."""
+        max_tokens = int(self.model.max_seq_length)
+        try:
+            return tokens_read(raw, self.model.tokenizer, max_tokens, self._added_tokens)
+        except Exception:  # a text the tokenizer rejects is reported, per item, by preprocess
+            return max_tokens
+
+    @cached_property
+    def _added_tokens(self) -> int:
+        """Tokens every text gets besides its own: special tokens and the longer of the two prompts."""
+        tokenizer = self.model.tokenizer
+        prompts = [count_tokens(tokenizer, prompt) for prompt in self.prompts.values() if prompt]
+        return int(tokenizer.num_special_tokens_to_add(pair=False)) + max(prompts, default=0)
 
     def preprocess(self, raws: list[str], role: Role) -> dict[str, Any]:
         texts = [
@@ -199,6 +218,38 @@ class TextEncoder(Encoder):
             hidden=features["token_embeddings"],
             mask=features.get("attention_mask"),
             extras={"features": features},
+        )
+
+    def exportable_core(self) -> ExportableCore | None:
+        """The Hugging Face model inside the Transformer module (token states), when that is all it does."""
+        from multiembed.fast.core import ExportableCore
+        from multiembed.fast.corpus import DOCUMENTS, QUERIES
+
+        module = self._token_modules[0] if len(self._token_modules) == 1 else None
+        plain = {"method": "forward", "method_output_name": "last_hidden_state"}
+        if (
+            module is None
+            or getattr(module, "modality_config", {}).get("text") != plain
+            or getattr(module, "module_output_name", None) != "token_embeddings"
+            or getattr(getattr(module, "auto_model", None), "config", None) is None
+            or getattr(module.auto_model.config, "output_hidden_states", False)
+        ):
+            return None
+        batch = self.preprocess(["a b"], "document")
+        names = tuple(name for name in _CORE_INPUTS if isinstance(batch.get(name), torch.Tensor))
+
+        def output(hidden: torch.Tensor, batch: dict[str, Any]) -> ModelOutput:
+            mask = batch.get("attention_mask")
+            return ModelOutput(hidden, mask, {"features": {**batch, "token_embeddings": hidden}})
+
+        return ExportableCore(
+            module=module.auto_model,
+            input_names=names,
+            run=lambda model, inputs: model(**inputs)[0],
+            inputs=lambda batch: {name: batch[name] for name in names},
+            output=output,
+            documents=DOCUMENTS,
+            queries=QUERIES,
         )
 
     def _needs_model_pooling(self, features: dict[str, Any]) -> bool:
