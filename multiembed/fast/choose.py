@@ -53,7 +53,7 @@ def _decision_key(encoder: Encoder, pairs: list[tuple[str, str]]) -> str:
         features.describe(),
         torch.get_num_threads(),
         encoder.batch_size,
-        versions(int8=True) if fast else {"torch": torch.__version__},
+        versions(int8=any(dtype == "int8" for _, dtype in pairs)) if fast else {"torch": torch.__version__},
     )
 
 

@@ -107,9 +107,9 @@ def _quality(model: Any, core: ExportableCore, precision: str, sample: Sample) -
 def _int8(model: Any, core: ExportableCore, sample: Sample) -> tuple[Any, QualityReport, list[str]]:
     """Plain int8; if that fails the gate on a transformer, also with the first block kept in float.
 
-    Quantization is not bit-reproducible: MiniLM's plain int8 measured min cosine 0.988 to 0.991 on
+    Quantization is not bit-reproducible: MiniLM's plain int8 measured min cosine 0.988 and 0.990 on
     the sample in different runs (0.991-0.993 on README text either way); keeping its first block in
-    float gave 0.996 on the sample, at ~25% of int8's speed-up, so it is the fallback, not the default.
+    float gave 0.996 on the sample but ran ~25% slower, so it is the fallback, not the default.
     """
     calibration = sample.calibration()
     quantized = openvino.quantize(model, calibration, core.transformer)
