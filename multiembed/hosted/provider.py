@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
@@ -23,7 +24,7 @@ from multiembed.hosted.http import HttpClient
 Role = Literal["document", "query"]
 
 
-class Provider:
+class Provider(ABC):
     """One hosted API; subclasses fill in the class attributes and the three wire-format methods."""
 
     #: the name used in ``--model provider:model`` (lower case)
@@ -95,17 +96,17 @@ class Provider:
         """How the key is sent; a bearer token unless the provider says otherwise."""
         return {"Authorization": f"Bearer {key}"}
 
+    @abstractmethod
     def endpoint(self, role: Role) -> str:
         """The URL one batch is POSTed to."""
-        raise NotImplementedError
 
+    @abstractmethod
     def payload(self, texts: Sequence[str], role: Role) -> dict[str, Any]:
         """The JSON body for one batch."""
-        raise NotImplementedError
 
+    @abstractmethod
     def vectors(self, body: Any) -> list[list[float]]:
         """The vectors in a response, in input order."""
-        raise NotImplementedError
 
     def error_message(self, body: Any) -> str | None:
         """The provider's own explanation in an error body (``{"error": {"message": ...}}`` by default)."""

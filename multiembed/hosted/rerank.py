@@ -12,6 +12,7 @@ query are comparable across requests.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -22,7 +23,7 @@ from multiembed.model.reranker.result import RerankResult
 Scores = list[tuple[int, float]]
 
 
-class RerankProvider:
+class RerankProvider(ABC):
     """One hosted rerank API: class attributes describe it, three methods speak its wire format."""
 
     name: ClassVar[str] = ""
@@ -41,15 +42,15 @@ class RerankProvider:
         """How the key is sent; a bearer token unless the provider says otherwise."""
         return {"Authorization": f"Bearer {key}"}
 
+    @abstractmethod
     def payload(
         self, model: str, query: str, documents: list[str], top_n: int | None, options: Mapping[str, Any]
     ) -> dict[str, Any]:
         """The JSON body for one request; ``top_n`` None asks for every document's score."""
-        raise NotImplementedError
 
+    @abstractmethod
     def scores(self, body: Any) -> Scores:
         """``[(index in this request's documents, score)]`` from an answer, in any order."""
-        raise NotImplementedError
 
     def error_message(self, body: Any) -> str | None:
         """The provider's own explanation in an error body: ``message``, ``detail`` or ``error``."""
