@@ -7,7 +7,8 @@ A modality writes ``loader`` (one item -> raw value, or :class:`InputError`), ``
 which ``config()`` turns into the record saved with collections and files. Everything else lives
 here once: device/dtype placement, ``torch.inference_mode``, size-ordered batching with the input
 order restored, L2 normalisation, the conversion of each output kind, the progress bar and per-item
-error isolation (one bad item is reported and skipped; a model that fails on every item stops the run).
+error isolation (:mod:`multiembed.isolation`: one bad item is reported and skipped; a model that
+fails on every item stops the run). A fast backend plugs in through :class:`FastHook`.
 """
 
 from __future__ import annotations
@@ -25,17 +26,17 @@ from multiembed.batching import budget_batches, windows
 from multiembed.device import DevicePolicy
 from multiembed.embeddings import Embeddings, ItemError
 from multiembed.errors import BackendError, ConfigError, InputError
-from multiembed.failures import FailureWatch, is_device_failure
+from multiembed.failures import FailureWatch
+from multiembed.fast.core import FastHook
+from multiembed.isolation import embed_isolated
 from multiembed.models import ResolvedModel
 from multiembed.outputs import OutputSpec, pymilvus_form, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
 from multiembed.sources import Item, Loaded, as_items
-from multiembed.workers import default_workers, failure_reason, load_in_process, load_in_workers
+from multiembed.workers import default_workers, load_in_process, load_in_workers
 
 if TYPE_CHECKING:
     import torch
-
-    from multiembed.fast.core import ExportableCore
 else:
     from multiembed.lazy import torch
 
@@ -66,8 +67,12 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(value, default=str)))
 
 
-class Encoder(ABC):
-    """Base class of every modality's encoder; see the module docstring for the contract."""
+class Encoder(FastHook, ABC):
+    """Base class of every modality's encoder; see the module docstring for the contract.
+
+    ``exportable_core`` (the network a fast backend may run in place of ``forward``) and the
+    ``fast`` / ``fast_report`` slots it fills come from :class:`~multiembed.fast.core.FastHook`.
+    """
 
     modality: ClassVar[str] = ""
     #: name of a pooler in :mod:`multiembed.pooling`, applied to ``forward``'s output
@@ -112,10 +117,6 @@ class Encoder(ABC):
         self.workers = workers
         #: a fingerprint of the weights files (set by :func:`multiembed.load`), part of the identity
         self.weights: str | None = None
-        #: set by :mod:`multiembed.fast` when a fast backend runs the core instead of ``forward``
-        self.fast: Callable[[Any], ModelOutput] | None = None
-        #: what the fast backend is and how it scored in the quality gate (None on plain torch)
-        self.fast_report: dict[str, Any] | None = None
 
     # ---- construction ---------------------------------------------------------------------
     @classmethod
@@ -194,14 +195,6 @@ class Encoder(ABC):
     def forward(self, batch: Any, role: Role) -> ModelOutput:
         """Run the model on a batch already on the device."""
 
-    def exportable_core(self) -> ExportableCore | None:
-        """The torch core a fast backend (OpenVINO) may run in place of ``forward``; None: torch only.
-
-        A modality offers one by naming the module, its input tensors (read off a preprocessed
-        batch) and how its output becomes a :class:`ModelOutput`; pooling stays shared.
-        """
-        return None
-
     def pool(self, output: ModelOutput, batch: Any, role: Role) -> torch.Tensor | dict[str, Any]:
         """Per item: one tensor (the primary dense output), or ``{output name: value}`` for several.
 
@@ -244,36 +237,6 @@ class Encoder(ABC):
                 columns[spec.name] = split_rows(spec, value, len(raws))
         return [{name: rows[index] for name, rows in columns.items()} for index in range(len(raws))]
 
-    def _embed_isolated(
-        self, entries: Sequence[_Entry], role: Role, watch: FailureWatch
-    ) -> list[ItemVectors | str]:
-        """Vectors for a batch; a failing batch is split until the failing items are found."""
-        try:
-            results: list[ItemVectors | str] = list(
-                self._embed([entry.loaded.raw for entry in entries], role)
-            )
-            watch.success()
-            return results
-        except (BackendError, KeyboardInterrupt):
-            raise
-        except torch.OutOfMemoryError:
-            if len(entries) == 1:
-                raise BackendError(f"out of memory on {self.device} for a single item") from None
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-        except Exception as error:
-            if is_device_failure(error):
-                raise BackendError(f"{self.device} failed: {error}") from None
-            if len(entries) == 1:
-                reason = failure_reason(error)
-                if not isinstance(error, InputError):  # a bad item decoded late is no model fault
-                    watch.failure(reason)
-                return [reason]
-        half = len(entries) // 2
-        return self._embed_isolated(entries[:half], role, watch) + self._embed_isolated(
-            entries[half:], role, watch
-        )
-
     def _load_stream(
         self, items: Iterable[Item], role: Role, batch_size: int, total: int | None
     ) -> Iterator[tuple[Item, Loaded | str]]:
@@ -306,7 +269,9 @@ class Encoder(ABC):
         keyed: dict[int, _Entry] = {}
         for indices in budget_batches(sizes, batch_size, self.size_budget(batch_size)):
             batch = [entries[index] for index in indices]
-            for entry, result in zip(batch, self._embed_isolated(batch, role, watch), strict=True):
+            raws = [entry.loaded.raw for entry in batch]
+            isolated = embed_isolated(lambda part: self._embed(part, role), raws, self.device, watch)
+            for entry, result in zip(batch, isolated, strict=True):
                 if isinstance(result, str):
                     errors.append(ItemError(entry.position, entry.item.source, result))
                 else:

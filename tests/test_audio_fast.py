@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import multiembed
-import multiembed.modalities.audio as audio_modality
+import multiembed.audio_windows as audio_modality
 from multiembed import ConfigError, SchemaMismatchError
+from multiembed.audio_windows import AudioFile, WhisperWindows
 from multiembed.milvus import MilvusStore
-from multiembed.modalities.audio import AudioFile, WhisperWindows
 from tests.media_files import write_audio
 
 PARITY = 1e-5

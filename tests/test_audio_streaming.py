@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import multiembed
-import multiembed.modalities.audio as audio_modality
+import multiembed.audio_windows as audio_modality
 from multiembed.audio import load_audio
-from multiembed.modalities.audio import AudioFile, WhisperWindows
+from multiembed.audio_windows import AudioFile, WhisperWindows
 from multiembed.sources import expand
 from multiembed.video import read_video
 from tests.media_files import decode_with_swresample, stereo, tone, write_audio, write_video

@@ -14,11 +14,13 @@ import dataclasses
 import functools
 import logging
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multiembed.device import DevicePolicy
-from multiembed.encoder import Encoder
 from multiembed.fast.quality import MIN_COSINE, LowQualityWarning, QualityReport
+
+if TYPE_CHECKING:  # not at run time: multiembed.encoder imports this package (for FastHook)
+    from multiembed.encoder import Encoder
 
 __all__ = ["MIN_COSINE", "LowQualityWarning", "QualityReport", "accelerate", "attach"]
 

@@ -4,6 +4,8 @@ Only the core (the network) leaves torch; loading, preprocessing, pooling and no
 the shared pipeline, so a fast encoder differs from the exact one only where the numbers are made.
 A modality writes a few lines: the module, a function of its named input tensors, which tensors of
 a preprocessed batch those are, and how the core's output becomes a :class:`ModelOutput`.
+:class:`FastHook`, a base class of every encoder, is where it offers them and where
+:func:`multiembed.fast.attach` plugs the compiled core in.
 """
 
 from __future__ import annotations
@@ -39,3 +41,24 @@ class ExportableCore:
     documents: Sequence[Any]
     queries: Sequence[Any]
     transformer: bool = True
+
+
+class FastHook:
+    """The fast-backend slot of :class:`~multiembed.encoder.Encoder` (one of its base classes).
+
+    A modality overrides :meth:`exportable_core`; :func:`multiembed.fast.attach` sets ``fast``, which
+    the shared pipeline then runs in place of ``forward``, and ``fast_report``. On torch both stay None.
+    """
+
+    #: set by :mod:`multiembed.fast` when a fast backend runs the core instead of ``forward``
+    fast: Callable[[Any], ModelOutput] | None = None
+    #: what the fast backend is and how it scored in the quality gate (None on plain torch)
+    fast_report: dict[str, Any] | None = None
+
+    def exportable_core(self) -> ExportableCore | None:
+        """The torch core a fast backend (OpenVINO) may run in place of ``forward``; None: torch only.
+
+        A modality offers one by naming the module, its input tensors (read off a preprocessed
+        batch) and how its output becomes a :class:`ModelOutput`; pooling stays shared.
+        """
+        return None

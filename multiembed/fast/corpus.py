@@ -94,7 +94,7 @@ python pandas dataframe merge on two columns
 See `load()` for the options; `--device auto` picks CUDA, then MPS, then the CPU.
 /home/alice/projects/search/data/photos/2023-08-14_beach_0042.jpg
 SELECT title, year FROM films WHERE rating > 8.5 ORDER BY year DESC LIMIT 10;
-TODO: handle the empty-file case before calling tokenizer.encode() (see issue #1187)
+Changelog: the empty-file case is now handled before calling tokenizer.encode() (see issue #1187).
 kubectl get pods -n search --field-selector=status.phase=Running
 Returns: an (n, dim) float32 array; rows are L2-normalised unless normalize=False.
 git commit -m "Fix off-by-one error in the pagination of search results"

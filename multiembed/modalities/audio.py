@@ -22,45 +22,34 @@ Whisper's own pipeline, 2-core CPU: 2: 0.833 / 96% / 3.8x, 5: 0.860 / 96% / 4.0x
 Only X = 25 keeps cosine >= 0.99, for 1.7x; X = 10 is the fast choice (all clips up to 10 s share
 one length, so they batch). The default stays the exact mode (``pad_seconds=None``).
 
-Memory stays bounded whatever the duration. A file of at most :data:`EAGER_WINDOWS` windows is
-decoded in the loader (a worker process) into log-mel windows; a longer one is only hashed and
-probed there, and handed on as an :class:`AudioFile` that the main process decodes, resamples and
-cuts as a stream, a few windows per encoder pass, keeping a running frame-weighted sum. Both paths
-give the same vectors; ``max_seconds`` embeds only the beginning of every clip.
+Memory stays bounded whatever the duration: how clips are cut into windows, and which files are
+decoded in the workers or streamed here, is :mod:`multiembed.audio_windows`. A streamed file runs a
+few windows per encoder pass, keeping a running frame-weighted sum. Both paths give the same
+vectors; ``max_seconds`` embeds only the beginning of every clip.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from multiembed.audio import (
-    AUDIO_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    audio_seconds,
-    decoded,
-    fixed_windows,
-    load_audio,
-    open_audio,
-    resampled,
-)
+from multiembed.audio import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS
+from multiembed.audio_core import WindowRunner, whisper_core, whisper_states
+from multiembed.audio_windows import DEFAULT_AUDIO_MAX_BYTES, AudioFile, AudioLoader, WhisperWindows
 from multiembed.batching import windows
 from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
-from multiembed.errors import ConfigError, InputError, ModelNotFoundError
+from multiembed.errors import ConfigError, ModelNotFoundError
 from multiembed.models import ResolvedModel, loading
 from multiembed.pooling import mean_pool
 from multiembed.registry import ModalitySpec, ModelInfo, register
-from multiembed.sources import Loaded, hash_file, open_regular, sha256_hex, too_large
 
 if TYPE_CHECKING:
     import torch
+
+    from multiembed.fast.core import ExportableCore
 else:
     from multiembed.lazy import torch
 
@@ -70,74 +59,9 @@ WHISPER_MODELS = (
     ModelInfo("whisper-small", "openai/whisper-small", 768, "Whisper small encoder (244M)"),
 )
 
-#: encoder frames per input sample: mel hop 160, then the encoder's stride-2 convolution
-SAMPLES_PER_FRAME = 320
-#: files longer than this many 30 s windows are streamed in the main process, not decoded in a worker
-EAGER_WINDOWS = 4
-#: windows whose log-mel features are computed in one call (4x faster per window than one by one)
-EXTRACT_WINDOWS = 4
-#: an audio file bigger than this is an item error (``max_bytes=``); it is hashed in chunks
-DEFAULT_AUDIO_MAX_BYTES = 2 * 1024**3
 
-#: one window: log-mel features [mels, 2 x encoder positions] and its real encoder frames
-Window = tuple[np.ndarray, int]
-
-
-@dataclass(frozen=True)
-class WhisperWindows:
-    """One clip as Whisper inputs: per window, log-mel features [mels, frames] and its real encoder frames.
-
-    A window has 3000 mel frames (1500 encoder positions) in the exact mode, fewer with ``pad_seconds``.
-    """
-
-    features: tuple[np.ndarray, ...]
-    frames: np.ndarray
-
-
-@dataclass(frozen=True)
-class AudioFile:
-    """A long file, decoded as a stream when it is embedded; small and picklable."""
-
-    path: str
-    key: str
-    size: int
-    mtime_ns: int
-    max_seconds: float | None
-    #: estimated real frames, to batch by size
-    frames: int
-
-
-def fast_positions(frames: int, pad_seconds: float, window: int, per_second: int) -> int:
-    """Encoder positions of a window in the fast mode: its real frames rounded up to whole seconds
-    (so clips of similar length share a batch), at least ``pad_seconds``, at most the whole window."""
-    whole_seconds = -(-frames // per_second) * per_second
-    return min(window, max(whole_seconds, math.ceil(pad_seconds * per_second)))
-
-
-def whisper_states(encoder: Any, features: torch.Tensor, queries: int) -> torch.Tensor:
-    """The Whisper encoder's last hidden states [B, queries, d] for log-mel ``features`` [B, mels, 2P].
-
-    The same computation as ``WhisperEncoder.forward`` (which accepts only 3000 mel frames), built
-    from its submodules so that a window of any even length runs on its own P positions, with the
-    positional embeddings 0..P-1. The last layer computes keys and values at every position but
-    queries, feed-forward and final norm only at the first ``queries`` ones: the positions pooled.
-    """
-    functional = torch.nn.functional
-    hidden = functional.gelu(encoder.conv2(functional.gelu(encoder.conv1(features)))).permute(0, 2, 1)
-    hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
-    *layers, last = encoder.layers
-    for layer in layers:
-        hidden = layer(hidden, None)
-    if queries >= hidden.shape[1]:
-        return encoder.layer_norm(last(hidden, None))  # type: ignore[no-any-return]
-    normed = last.self_attn_layer_norm(hidden)
-    attended, _ = last.self_attn(hidden_states=normed[:, :queries], key_value_states=normed)
-    hidden = hidden[:, :queries] + attended
-    hidden = hidden + last.fc2(last.activation_fn(last.fc1(last.final_layer_norm(hidden))))
-    if hidden.dtype == torch.float16:  # as WhisperEncoderLayer does
-        clamp = torch.finfo(hidden.dtype).max - 1000
-        hidden = hidden.clamp(min=-clamp, max=clamp)
-    return encoder.layer_norm(hidden)  # type: ignore[no-any-return]
+#: the encoder's states for a group of equal-length windows and their real frames
+States = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def _grouped(
@@ -158,119 +82,12 @@ def _grouped(
     return groups
 
 
-def _stacked(parts: list[Window]) -> WhisperWindows:
-    if not parts:
-        raise InputError("no audio samples (zero length)")
-    features = tuple(features for features, _ in parts)
-    return WhisperWindows(features, np.array([frames for _, frames in parts], dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class AudioLoader:
-    """Decode, resample and cut into 30 s log-mel windows; holds no model, so it runs in workers."""
-
-    feature_extractor: Any
-    max_seconds: float | None = None
-    max_bytes: int | None = DEFAULT_AUDIO_MAX_BYTES
-    pad_seconds: float | None = None
-
-    def positions(self, frames: int) -> int:
-        """Encoder positions a window with ``frames`` real frames runs on (see :func:`fast_positions`)."""
-        window = int(self.feature_extractor.n_samples) // SAMPLES_PER_FRAME
-        if self.pad_seconds is None:
-            return window
-        return fast_positions(frames, self.pad_seconds, window, self.frames_per_second)
-
-    @property
-    def frames_per_second(self) -> int:
-        return int(self.feature_extractor.sampling_rate) // SAMPLES_PER_FRAME
-
-    def window_features(self, chunks: Iterable[np.ndarray]) -> Iterator[Window]:
-        """Log-mel windows of 16 kHz sample chunks, :data:`EXTRACT_WINDOWS` computed at a time.
-
-        A window's mel frames are those of Whisper's 30 s window (the audio zero-padded to 30 s),
-        cut to twice its encoder positions: only the samples they depend on are transformed (the
-        real ones, then zeros, plus a margin so the STFT's end reflection only ever mirrors zeros).
-        """
-        extractor = self.feature_extractor
-        rate, hop, limit = int(extractor.sampling_rate), int(extractor.hop_length), int(extractor.n_samples)
-        for pieces in windows(fixed_windows(chunks, limit), EXTRACT_WINDOWS):
-            frames = [-(-len(piece) // SAMPLES_PER_FRAME) for piece in pieces]
-            mels = [2 * self.positions(count) for count in frames]
-            samples = min(limit, (max(mels) + 2) * hop)
-            features = extractor(pieces, sampling_rate=rate, max_length=samples, return_tensors="np")
-            for count, length, window in zip(frames, mels, features["input_features"], strict=True):
-                yield np.ascontiguousarray(window[:, :length], dtype=np.float32), count
-
-    def _decode(self, container: Any, stream: Any, max_seconds: float | None) -> Iterator[Window]:
-        rate = int(self.feature_extractor.sampling_rate)
-        return self.window_features(resampled(decoded(container, stream), rate, max_seconds))
-
-    def __call__(self, value: Any) -> Loaded:
-        if isinstance(value, (str, Path)):
-            return self._file(Path(value))
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            data = bytes(value)
-            if not data:
-                raise InputError("empty file (0 bytes)")
-            if self.max_bytes is not None and len(data) > self.max_bytes:
-                raise too_large(len(data), self.max_bytes)
-            with open_audio(data) as (container, stream):
-                return Loaded(
-                    _stacked(list(self._decode(container, stream, self.max_seconds))), sha256_hex(data)
-                )
-        samples, key = load_audio(value, int(self.feature_extractor.sampling_rate), self.max_seconds)
-        return Loaded(_stacked(list(self.window_features([samples]))), key)
-
-    def _file(self, path: Path) -> Loaded:
-        """Short files decoded here; long ones (by metadata, or by decoding) become an AudioFile."""
-        key = hash_file(path, self.max_bytes)  # only regular files, at most max_bytes
-        window_seconds = int(self.feature_extractor.n_samples) / int(self.feature_extractor.sampling_rate)
-        with open_regular(path) as handle:
-            info = os.fstat(handle.fileno())
-            if info.st_size == 0:
-                raise InputError("empty file (0 bytes)")
-            with open_audio(handle) as (container, stream):
-                seconds = audio_seconds(container, stream)
-                if seconds is not None and self.max_seconds is not None:
-                    seconds = min(seconds, self.max_seconds)
-                rate = int(self.feature_extractor.sampling_rate)
-                frames = math.ceil(
-                    (seconds or (EAGER_WINDOWS + 1) * window_seconds) * rate / SAMPLES_PER_FRAME
-                )
-                later = Loaded(
-                    AudioFile(str(path), key, info.st_size, info.st_mtime_ns, self.max_seconds, frames), key
-                )
-                if seconds is not None and seconds > EAGER_WINDOWS * window_seconds:
-                    next(decoded(container, stream))  # a broken codec is still this item's error here
-                    return later
-                eager: list[Window] = []
-                for window in self._decode(container, stream, self.max_seconds):
-                    eager.append(window)
-                    if len(eager) > EAGER_WINDOWS:  # the metadata was missing or wrong
-                        return later
-        return Loaded(_stacked(eager), key)
-
-    def stream(self, clip: AudioFile) -> Iterator[Window]:
-        """The windows of a long file, decoded lazily (in the main process)."""
-        with open_regular(Path(clip.path)) as handle:
-            info = os.fstat(handle.fileno())
-            if (info.st_size, info.st_mtime_ns) != (clip.size, clip.mtime_ns):
-                raise InputError("the file changed after it was hashed")
-            with open_audio(handle) as (container, stream):
-                found = False
-                for window in self._decode(container, stream, clip.max_seconds):
-                    found = True
-                    yield window
-        if not found:
-            raise InputError("no audio samples (zero length)")
-
-
 class AudioEncoder(Encoder):
     """Audio vectors from a Whisper encoder (any size, or a local Hugging Face directory)."""
 
     modality = "audio"
     decodes_in_workers = True
+    _fast: WindowRunner | None = None
 
     def __init__(
         self,
@@ -399,11 +216,17 @@ class AudioEncoder(Encoder):
         windows are never padded to a neighbour's length). Long files are decoded here,
         ``batch_size`` windows per encoder pass, and summed as they go.
         """
+        return self._pooled(
+            batch, lambda features, counts: whisper_states(self.module, features, int(counts.max()))
+        )
+
+    def _pooled(self, batch: dict[str, Any], states: States) -> ModelOutput:
+        """``forward``, with each group's encoder states from ``states``: torch, or a fast backend's core."""
         sums = torch.zeros(batch["clips"], self.dim, dtype=torch.float32, device=self.device)
         frames = torch.zeros(batch["clips"], 1, dtype=torch.float32, device=self.device)
 
         def add(features: torch.Tensor, counts: torch.Tensor, owners: torch.Tensor) -> None:
-            hidden = whisper_states(self.module, features, int(counts.max()))
+            hidden = states(features, counts)
             positions = torch.arange(hidden.shape[1], device=hidden.device)
             vectors = mean_pool(hidden, positions.unsqueeze(0) < counts.unsqueeze(1)).float()
             weights = counts.to(torch.float32).unsqueeze(1)
@@ -419,6 +242,29 @@ class AudioEncoder(Encoder):
                 ):
                     add(features, counts, owners)
         return ModelOutput(hidden=sums, extras={"frames": frames})
+
+    @property
+    def fast(self) -> WindowRunner | None:
+        """A fast backend's core, run group by group inside this encoder's own loop (see ``audio_core``).
+
+        :mod:`multiembed.fast` sets its runner here; the shared pipeline calls what it reads back in
+        place of ``forward``: the same grouping, streaming and pooling, with the core's states.
+        """
+        return self._fast
+
+    @fast.setter
+    def fast(self, runner: Callable[[Any], ModelOutput] | None) -> None:
+        if isinstance(runner, WindowRunner):  # handed back as read (a saved slot being restored)
+            runner = runner.core
+        self._fast = None if runner is None else WindowRunner(runner, self._pooled)
+
+    def exportable_core(self) -> ExportableCore:
+        """The whole Whisper encoder, dynamic in windows, mel frames and pooled positions, so one
+        export serves the exact mode and any ``pad_seconds``; calibrated and gated on drawn 2-10 s clips
+        (:mod:`multiembed.fast.audio_corpus`) in this encoder's mode."""
+        from multiembed.fast.audio_corpus import sample_clips, sample_queries
+
+        return whisper_core(self.module, sample_clips(), sample_queries())
 
     def pool(self, output: ModelOutput, batch: dict[str, Any], role: Role) -> torch.Tensor:
         """The running sums divided by the real frames: windows weighted by their real frames."""
