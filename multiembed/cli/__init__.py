@@ -45,6 +45,7 @@ _COMMANDS = {
     "export-bulk": ("multiembed.cli.bulk", "cmd_export_bulk"),
     "import-bulk": ("multiembed.cli.bulk", "cmd_import_bulk"),
     "modalities": ("multiembed.cli", "cmd_modalities"),
+    "serve": ("multiembed.cli.serve", "cmd_serve"),
 }
 
 

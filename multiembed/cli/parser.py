@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from multiembed.cli.serve import add_serve_command
 from multiembed.formats import FORMATS
 from multiembed.milvus.client import DEFAULT_URI
 
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="show the Milvus libraries' own logs")  # fmt: skip
 
     _add_bulk_commands(commands)
+    add_serve_command(commands)
 
     commands.add_parser(
         "modalities",

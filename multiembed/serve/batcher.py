@@ -1,0 +1,268 @@
+"""Dynamic batching: concurrent requests for one model become one ``encode`` call on one thread.
+
+Each served encoder is owned by a single worker thread: the event loop never runs a model, and a
+model is never run by two threads at once. Requests wait in a queue; the worker takes the first,
+waits at most ``max_wait_ms`` for others of the same role to join it (up to ``max_batch`` items),
+encodes them together and hands each request its own rows, or the first of its items that failed.
+Other work that needs the model (a collection search, adding items) runs on the same thread as a job.
+
+A failure of the model itself (what ``Encoder.encode`` raises rather than reports per item: a lost
+device, a model that fails on every item) or of the loop marks the worker dead; /healthz then
+answers 503 and every waiting and later request gets a 503 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from multiembed.errors import BackendError, MultiembedError
+from multiembed.workers import failure_reason
+
+if TYPE_CHECKING:
+    from multiembed.encoder import Encoder, Role
+    from multiembed.outputs import OutputSpec
+
+T = TypeVar("T")
+State = Literal["loading", "ok", "dead"]
+
+
+class ItemFailure(MultiembedError):
+    """One item of a request could not be embedded; the request is refused, naming it."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index, self.reason = index, reason
+        super().__init__(f"input[{index}]: {reason}")
+
+
+class WorkerDead(MultiembedError):
+    """The model's worker has stopped (its load failed, or the model failed as a whole)."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One request's rows of every output, in its input order."""
+
+    outputs: dict[str, Any]
+    specs: tuple[OutputSpec, ...]
+    ids: list[str]
+
+
+@dataclass
+class _Waiter(Generic[T]):
+    future: asyncio.Future[T]
+    loop: asyncio.AbstractEventLoop
+
+    def settle(self, value: T | None = None, error: BaseException | None = None) -> None:
+        """Answer from the worker thread; a request whose client left (cancelled) is skipped."""
+
+        def apply() -> None:
+            if self.future.done():
+                return
+            if error is not None:
+                self.future.set_exception(error)
+            else:
+                self.future.set_result(value)  # type: ignore[arg-type]
+
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+            self.loop.call_soon_threadsafe(apply)
+
+
+@dataclass
+class _Encode(_Waiter[Encoded]):
+    values: list[Any]
+    role: Role
+
+
+@dataclass
+class _Job(_Waiter[Any]):
+    function: Callable[[Encoder], Any]
+
+
+_STOP = object()
+
+
+class Batcher:
+    """The worker thread of one encoder, and the queue requests reach it through."""
+
+    def __init__(
+        self,
+        name: str,
+        load: Callable[[], Encoder],
+        *,
+        max_batch: int = 64,
+        max_wait_ms: float = 5.0,
+        batching: bool = True,
+    ) -> None:
+        self.name = name
+        self._load = load
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.batching = batching
+        self.encoder: Encoder | None = None
+        self.error: str | None = None
+        #: (requests merged, items) of each encode call, newest last: what tests and stats read
+        self.batches: deque[tuple[int, int]] = deque(maxlen=10_000)
+        self._state: State = "loading"
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        #: tasks taken from the queue while gathering a batch, to run after it (worker thread only)
+        self._held: deque[Any] = deque()
+        self._lock = threading.Lock()  # orders "still alive? then enqueue" against dying
+        self._started = False
+        self._thread = threading.Thread(target=self._run, name=f"multiembed-model-{name}", daemon=True)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def start(self) -> None:
+        """Start loading the model on the worker thread (once; a first request starts it too)."""
+        with self._lock:
+            if not self._started:
+                self._started = True
+                self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the worker finish what it is running, then end it (pending requests get 503s)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    # ---- the asyncio side ----------------------------------------------------------------------
+    def _submit(self, task: _Waiter[Any]) -> None:
+        self.start()
+        with self._lock:
+            if self._state == "dead":
+                raise WorkerDead(f"model {self.name!r} is not running: {self.error}")
+            self._queue.put(task)
+
+    async def encode(self, values: list[Any], role: Role) -> Encoded:
+        """The vectors of ``values``, merged with other requests; raises ItemFailure for a bad item."""
+        loop = asyncio.get_running_loop()
+        task = _Encode(loop.create_future(), loop, values, role)
+        self._submit(task)
+        return await task.future
+
+    async def call(self, function: Callable[[Encoder], T]) -> T:
+        """Run ``function(encoder)`` on the worker thread (work that needs the model, unbatched)."""
+        loop = asyncio.get_running_loop()
+        task = _Job(loop.create_future(), loop, function)
+        self._submit(task)
+        result: T = await task.future
+        return result
+
+    async def ready(self) -> Encoder:
+        """The encoder, once loaded (raises WorkerDead if loading failed or the worker died)."""
+        encoder = self.encoder
+        if self._state == "ok" and encoder is not None:
+            return encoder  # no round trip through the queue: it would split batches
+        return await self.call(lambda loaded: loaded)
+
+    # ---- the worker thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.encoder = self._load()
+        except BaseException as error:
+            self._die(f"loading the model failed: {failure_reason(error)}", [])
+            return
+        self._state = "ok"
+        batch: list[_Encode] = []
+        try:
+            while True:
+                task = self._held.popleft() if self._held else self._queue.get()
+                if task is _STOP:
+                    break
+                if isinstance(task, _Job):
+                    self._run_job(task)
+                    continue
+                batch = [task]
+                self._gather(batch)
+                self._run_batch(batch)
+                batch = []
+        except BaseException as error:
+            self._die(failure_reason(error), batch)
+            return
+        self._die("the server is shutting down", [])
+
+    def _gather(self, batch: list[_Encode]) -> None:
+        """Add queued requests of the same role to ``batch`` until it is full or the wait is over.
+
+        Whatever else arrives meanwhile (a search, a request of the other role) is held, in order,
+        for after this batch, instead of cutting the batch short.
+        """
+        if not self.batching:
+            return
+        role, count = batch[0].role, len(batch[0].values)
+        deadline = time.monotonic() + self.max_wait
+        while count < self.max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                task = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(task, _Encode) and task.future.cancelled():
+                continue  # its client left before it ran
+            if isinstance(task, _Encode) and task.role == role and count + len(task.values) <= self.max_batch:
+                batch.append(task)
+                count += len(task.values)
+                continue
+            self._held.append(task)
+            if task is _STOP or (isinstance(task, _Encode) and task.role == role):
+                return  # stopping, or the batch is full
+
+    def _run_batch(self, batch: list[_Encode]) -> None:
+        assert self.encoder is not None
+        values = [value for task in batch for value in task.values]
+        self.batches.append((len(batch), len(values)))
+        batch_size = max(self.encoder.batch_size, min(len(values), self.max_batch))
+        try:
+            result = self.encoder.encode(values, role=batch[0].role, batch_size=batch_size, progress=False)
+        except BackendError:
+            raise  # the model itself failed: the worker dies, naming why
+        except MultiembedError as error:  # a refusal of the whole call (e.g. a role it has no tower for)
+            for task in batch:
+                task.settle(error=error)
+            return
+        start = 0
+        for task in batch:
+            end = start + len(task.values)
+            errors = [error for error in result.errors if start <= error.index < end]
+            if errors:
+                task.settle(error=ItemFailure(errors[0].index - start, errors[0].reason))
+            else:
+                first = start - sum(1 for error in result.errors if error.index < start)
+                rows = slice(first, first + len(task.values))
+                outputs = {name: column[rows] for name, column in result.outputs.items()}
+                task.settle(Encoded(outputs, result.specs, result.ids[rows]))
+            start = end
+
+    def _run_job(self, job: _Job) -> None:
+        assert self.encoder is not None
+        try:
+            value = job.function(self.encoder)
+        except Exception as error:  # the job's own failure (a bad query, a Milvus refusal): its caller's
+            job.settle(error=error)
+            return
+        job.settle(value)
+
+    def _die(self, reason: str, running: list[Any]) -> None:
+        """Mark the worker dead and answer everything still waiting, so no request hangs."""
+        with self._lock:
+            self._state, self.error = "dead", reason
+            pending = [*running, *self._held]
+            self._held.clear()
+            while True:
+                try:
+                    pending.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+        for task in pending:
+            if isinstance(task, _Waiter):
+                task.settle(error=WorkerDead(f"model {self.name!r} stopped: {reason}"))
