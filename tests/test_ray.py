@@ -28,22 +28,27 @@ from tests.image_files import bad_images, good_images
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'multiembed[ray]'")
 
 from multiembed.ray import MilvusSink, embed_dataset  # noqa: E402
-from multiembed.ray.embed import FAILED_COLUMN, Layout, read_items  # noqa: E402
-from multiembed.ray.tables import to_embeddings, to_table  # noqa: E402
+from multiembed.ray.embed import FAILED_COLUMN, Layout, leave_out_stored, read_items  # noqa: E402
+from multiembed.ray.keys import StoredKeys  # noqa: E402
+from multiembed.ray.tables import STORED_COLUMN, Stored, to_embeddings, to_table  # noqa: E402
 
 BAD_TEXTS = ["", "   "]
 
 
+#: ``ray.init`` options of the tests' local clusters: 2 CPUs, a small object store, no dashboard
+LOCAL_CLUSTER = {
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "object_store_memory": 128 * 1024 * 1024,
+    "log_to_driver": False,
+    "configure_logging": False,
+}
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster for this module: 2 CPUs, a small object store, no dashboard."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=128 * 1024 * 1024,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    """A local Ray cluster for this module."""
+    ray.init(**LOCAL_CLUSTER)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -98,6 +103,48 @@ def test_rows_keep_failures_in_input_order_and_read_back_as_embeddings():
     assert back.errors == [ItemError(11, "b", "empty text")]
     np.testing.assert_array_equal(back.vectors, vectors)
     assert (back["lexical"] != weights).nnz == 0
+
+
+def test_stored_keys_are_found_by_binary_search_and_their_items_become_skipped_rows():
+    keys = StoredKeys(["b" * 64, "a" * 64, "b" * 64])
+    assert len(keys) == 2 and not StoredKeys([]).known(["a" * 64])
+    assert keys.known(["a" * 64, "c" * 64, "a" * 63, "a" * 65, "b" * 64]) == {"a" * 64, "b" * 64}
+
+    from multiembed.sources import Item, Loaded
+
+    window = [
+        (0, Item("x", "one"), Loaded("one", "a" * 64)),
+        (1, Item("y", "two"), "empty text"),
+        (2, Item("z", "three"), Loaded("three", "c" * 64)),
+    ]
+    kept, left = leave_out_stored(window, keys)
+    assert kept == window[1:] and left == [Stored(0, "x", "a" * 64)]
+
+    spec = OutputSpec("dense", "dense", 2)
+    part = Embeddings(
+        {"dense": np.ones((1, 2), np.float32)},
+        (spec,),
+        ids=["c" * 64],
+        sources=["z"],
+        indices=[2],
+        errors=[ItemError(1, "y", "empty text")],
+        modality="text",
+        model="m",
+    )
+    table = to_table(part, keep_text=False, stored=left)
+    assert table.column("source").to_pylist() == ["x", "y", "z"]  # in input order
+    assert table.column("id").to_pylist() == ["a" * 64, None, "c" * 64]
+    assert table.column(STORED_COLUMN).to_pylist() == [True, False, False]
+    assert table.column("error").to_pylist() == [None, "empty text", None]
+    assert table.column("vector").to_pylist()[0] is None
+    assert STORED_COLUMN not in to_table(part).column_names  # only in jobs given stored keys
+
+    from multiembed.ray.sink import WriteCounts, _not_stored
+
+    counts = WriteCounts()
+    rest = _not_stored(table, counts)
+    assert counts.skipped == 1 and rest.column("source").to_pylist() == ["y", "z"]
+    assert STORED_COLUMN not in rest.column_names
 
 
 def test_items_are_named_by_a_source_column_or_a_preview_and_earlier_failures_kept():
@@ -198,6 +245,9 @@ def test_sink_writes_milvus_lite_from_one_writer_and_the_store_reopens_it(text_r
 
     with MilvusStore(uri, "docs") as store:  # no encoder given: rebuilt from the recorded identity
         assert store.count() == 7 and store.info.keeps_text
+        ids = {row["id"] for row in store.client.query("docs", filter="", output_fields=["id"], limit=100)}
+        assert ids == {row["id"] for row in text_rows.take_all() if row["id"]}
+        assert again.stored_keys().known([*ids, "f" * 64]) == ids  # what a re-run leaves out
         assert mismatches(store.info.config, store.encoder.config()) == []
         [hit] = store.search(conftest.TEXTS[2], limit=1)
         assert hit.source == "#2" and hit.fields["text"] == conftest.TEXTS[2]
@@ -285,6 +335,8 @@ def test_sink_writes_a_milvus_server_from_several_tasks(text_rows, minilm, milvu
     assert sink.write_concurrency is None and sink.supports_distributed_writes
     text_rows.write_datasink(sink, concurrency=sink.write_concurrency)
     assert (sink.report.added, sink.report.skipped, sink.report.failed, sink.rows) == (7, 1, 2, 7)
+    keys = {row["id"] for row in text_rows.take_all() if row["id"]}
+    assert len(keys) == 7 and sink.stored_keys().known([*keys, "f" * 64]) == keys
     with MilvusStore(milvus_server.uri, "ray_docs") as store:
         try:
             assert store.count() == 7
@@ -292,3 +344,15 @@ def test_sink_writes_a_milvus_server_from_several_tasks(text_rows, minilm, milvu
             assert hit.source == "#2" and hit.fields["text"] == conftest.TEXTS[2]
         finally:
             store.drop()
+
+
+@pytest.mark.slow
+def test_cli_index_with_ray_builds_the_index_it_is_given(tiny_models, milvus_server, tmp_path, capsys):
+    docs = tmp_path / "docs.txt"
+    docs.write_text("a red bicycle\n")
+    argv = ["index", str(docs), "-m", "text", "--model", str(tiny_models["mean"]), "-c", "ray_params",
+            "--uri", milvus_server.uri, "--engine", "ray", "--index-type", "IVF_FLAT",
+            "--index-param", "nlist=0", "-q"]  # fmt: skip
+    assert main(argv) == 2  # the server refuses nlist=0 before any Ray work: the parameter reached it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nlist out of range" in err[0]

@@ -6,6 +6,11 @@ with the modality's checks and size caps (so on a cluster of several machines th
 the same path on every node). It reports the same way: one ``failed: SOURCE: REASON`` line per bad
 item, the summary line, exit 1 when some items failed. Without ``--ray-address`` it starts a local
 cluster with every core and stops it at the end; in a process already connected to Ray it uses that.
+
+``index`` reads the keys the collection holds before the job (once, on the driver) and the actors
+leave those items out before the model, as in-process ``index`` does: a run killed at any point
+and run again embeds only what is missing and ends with every item stored once (keys are content
+hashes and rows are upserted, so a batch stored twice is still one row per item).
 """
 
 from __future__ import annotations
@@ -196,6 +201,7 @@ def encode(args: argparse.Namespace, items: Iterable[Item], role: Role, output: 
 
 def index(args: argparse.Namespace) -> int:
     """``multiembed index --engine ray``: embedded by actors, upserted by :class:`MilvusSink`."""
+    from multiembed.cli.bulk import index_params
     from multiembed.cli.store import _no_collection
     from multiembed.ray.sink import MilvusSink
     from multiembed.registry import get
@@ -209,6 +215,7 @@ def index(args: argparse.Namespace) -> int:
         model=args.model,
         hybrid=args.hybrid,
         index_type=args.index_type,
+        index_params=index_params(args),
         accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
         **common.encoder_options(args),
     )
@@ -231,6 +238,7 @@ def index(args: argparse.Namespace) -> int:
             sink.drop()
         raise
     modality, model, options = sink.encoder_arguments()
+    known = sink.stored_keys()  # before the job: on Lite, its write task holds the database
     with cluster(args, verbose=args.verbose):
         rows = embed_with(
             items_dataset(items, encoder.loader("document")),
@@ -241,6 +249,7 @@ def index(args: argparse.Namespace) -> int:
             layout=LAYOUT,
             device=args.device,
             keep_text=sink.info.keeps_text,
+            stored=known,
         )
         rows.write_datasink(sink, concurrency=sink.write_concurrency)
     report, stored = sink.report, sink.rows or 0

@@ -46,11 +46,8 @@ from multiembed.milvus.schema import (
     schema_for,
 )
 from multiembed.milvus.search import Searching
+from multiembed.milvus.upsert import requests
 from multiembed.milvus.versions import check_server, needed_features, server_index_params, server_version
-from multiembed.outputs import row_bytes
-
-MAX_REQUEST_BYTES = 32 * 1024 * 1024
-_ROW_OVERHEAD = 512
 
 
 class MilvusStore(Searching):
@@ -240,22 +237,10 @@ class MilvusStore(Searching):
                 row[TEXT_FIELD] = fit_varchar(text)
         return rows
 
-    def _row_size(self, row: dict[str, Any]) -> int:
-        size = _ROW_OVERHEAD + 4 * len(row.get(TEXT_FIELD, "")) + len(row["source"])
-        return size + sum(row_bytes(spec, row[self._field(spec)]) for spec in self.stored_outputs)
-
     def _upsert(self, rows: list[dict[str, Any]]) -> None:
-        """Upsert in requests of at most ~32 MB (Milvus caps one request at 64 MB)."""
-        request: list[dict[str, Any]] = []
-        size = 0
-        for row in rows:
-            row_size = self._row_size(row)
-            if request and size + row_size > MAX_REQUEST_BYTES:
-                self._client.upsert(self.collection, request)
-                request, size = [], 0
-            request.append(row)
-            size += row_size
-        if request:
+        """Upsert in requests of at most ~32 MB (Milvus refuses one over 64 MB)."""
+        fields = [(self._field(spec), spec) for spec in self.stored_outputs]
+        for request in requests(rows, fields):
             self._client.upsert(self.collection, request)
 
     def iter_add(

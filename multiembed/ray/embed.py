@@ -10,6 +10,10 @@ The driver loads the encoder once too, on the CPU: a bad model or option fails b
 work, its identity (``Encoder.config()``) is what every actor must reproduce (a node with other
 weights or library versions is refused, not mixed in), and its loader (which holds no model) is
 what the CPU decode stage runs.
+
+Given the keys a collection already holds (``embed_with(..., stored=)``, what ``index --engine ray``
+does), the actors leave those items out before the model, as in-process ``index`` does: a re-run
+of a killed job embeds only what is missing.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from multiembed.encoder import Encoder, Role
 from multiembed.errors import ConfigError, MultiembedError, SchemaMismatchError
 from multiembed.failures import FailureWatch
 from multiembed.identity import mismatches
-from multiembed.ray.tables import to_table
+from multiembed.ray.keys import StoredKeys
+from multiembed.ray.tables import Stored, to_table
 from multiembed.sources import Item, Loaded
 from multiembed.workers import attempt
 
 if TYPE_CHECKING:
+    import ray
     import ray.data
 
 #: an input column of reasons: a row with one is reported as failed without being loaded (the CLI
@@ -43,6 +49,9 @@ FAILED_COLUMN = "_multiembed_failed"
 SOURCE_COLUMNS = ("path", "source")
 #: how many model batches one call of an actor gets, by default
 BATCHES_PER_CALL = 4
+
+#: an actor call's items: (position in the batch, item, what its loader gave or why it failed)
+Window = list[tuple[int, Item, Loaded | str]]
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,8 @@ class Job:
     layout: Layout
     #: rows come from the decode stage (``source``, ``key``, ``loaded``), not from the input
     decoded: bool = False
+    #: the keys the collection already holds, in the object store; None: embed every item
+    stored: ray.ObjectRef[StoredKeys] | None = None
 
 
 class Embedder:
@@ -131,6 +142,11 @@ class Embedder:
         self.load = self.encoder.loader(job.role)
         config = self.encoder.config()
         self.identity = {"modality": self.encoder.modality, "model": self.encoder.model_id, "config": config}
+        self.stored: StoredKeys | None = None
+        if job.stored is not None:
+            import ray
+
+            self.stored = ray.get(job.stored)
 
     @staticmethod
     def _load(job: Job) -> Encoder:
@@ -144,7 +160,7 @@ class Embedder:
             )
         return encoder
 
-    def _window(self, batch: pa.Table) -> list[tuple[int, Item, Loaded | str]]:
+    def _window(self, batch: pa.Table) -> Window:
         if self.job.decoded:
             return [
                 (position, item, reason if reason is not None else Loaded(pickle.loads(payload), key))
@@ -158,8 +174,12 @@ class Embedder:
     def __call__(self, batch: pa.Table) -> pa.Table:
         if self.failure is not None:
             raise self.failure
+        window = self._window(batch)
+        stored = None
+        if self.stored is not None:
+            window, stored = leave_out_stored(window, self.stored)
         part = self.encoder._encode_window(
-            self._window(batch),
+            window,
             self.job.role,
             self.job.batch_size,
             self.bar,
@@ -167,7 +187,20 @@ class Embedder:
             self.identity,
             keep_raw=self.job.keep_text,
         )
-        return to_table(part, keep_text=self.job.keep_text)
+        return to_table(part, keep_text=self.job.keep_text, stored=stored)
+
+
+def leave_out_stored(window: Window, stored: StoredKeys) -> tuple[Window, list[Stored]]:
+    """The window without the items whose key ``stored`` holds, and those items."""
+    known = stored.known([loaded.key for _, _, loaded in window if isinstance(loaded, Loaded)])
+    kept: Window = []
+    left: list[Stored] = []
+    for position, item, loaded in window:
+        if isinstance(loaded, Loaded) and loaded.key in known:
+            left.append(Stored(position, item.source, loaded.key))
+        else:
+            kept.append((position, item, loaded))
+    return kept, left
 
 
 def decode_batch(batch: pa.Table, *, load: Callable[[Any], Loaded], layout: Layout) -> pa.Table:
@@ -247,8 +280,14 @@ def embed_with(
     num_gpus: float = 0,
     separate_decode: bool | None = None,
     keep_text: bool | None = None,
+    stored: StoredKeys | None = None,
 ) -> ray.data.Dataset:
-    """:func:`embed_dataset` with the driver's encoder already loaded (the CLI loads it itself)."""
+    """:func:`embed_dataset` with the driver's encoder already loaded (the CLI loads it itself).
+
+    Items whose key is in ``stored`` are not embedded: each gives a row with its id, null vectors
+    and true in ``STORED_COLUMN`` (see :mod:`multiembed.ray.tables`), which the sink counts as skipped.
+    """
+    import ray
     from ray.data import TaskPoolStrategy
 
     _check_role(role)
@@ -260,6 +299,8 @@ def embed_with(
     if keep_text is None:
         keep_text = encoder.documents_are_text and role == "document"
     job = Job(modality, model, device, dict(options), encoder.config(), role, batch_size, keep_text, layout)
+    if stored is not None and len(stored):
+        job = replace(job, stored=ray.put(stored))
     if num_gpus if separate_decode is None else separate_decode:
         decode = functools.partial(decode_batch, load=encoder.loader(role), layout=layout)
         ds = ds.map_batches(

@@ -4,7 +4,9 @@ The collection is made (or reopened, its recorded encoder checked) the way :clas
 does it, by a ``MilvusStore`` on the driver, before any row is written. Write tasks get only plain
 settings: each opens its own client, and closes it when done. Rows are upserted in requests of at
 most ~32 MB; items already stored (by content key) or repeated are skipped, and rows that failed
-upstream are counted with their reasons, so the report reads like ``MilvusStore.add``'s.
+upstream are counted with their reasons, so the report reads like ``MilvusStore.add``'s. Rows the
+embedding job left out because the collection held them already (``embed_with(stored=)``, given
+:meth:`MilvusSink.stored_keys`) are counted as skipped too.
 
 Milvus Lite is one file that one process may hold at a time: on Lite the write tasks run on the
 driver's node, one at a time (write with ``concurrency=sink.write_concurrency``, which is 1 there;
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from ray.data import Datasink
 from ray.data.block import Block, BlockAccessor
 
@@ -49,9 +52,11 @@ from multiembed.milvus.schema import (
     rows_property,
     stored_outputs,
 )
-from multiembed.milvus.store import MAX_REQUEST_BYTES, MilvusStore
-from multiembed.outputs import OutputSpec, row_bytes
-from multiembed.ray.tables import ERROR_COLUMN, dense_matrix, sparse_dicts
+from multiembed.milvus.store import MilvusStore
+from multiembed.milvus.upsert import requests
+from multiembed.outputs import OutputSpec
+from multiembed.ray.keys import StoredKeys, read_keys
+from multiembed.ray.tables import ERROR_COLUMN, STORED_COLUMN, dense_matrix, sparse_dicts
 
 if TYPE_CHECKING:
     from ray.data._internal.execution.interfaces import TaskContext
@@ -61,8 +66,6 @@ if TYPE_CHECKING:
 
 #: at most this many rows per request, whatever their size (a key lookup names each of them)
 MAX_REQUEST_ROWS = 2048
-#: per-row bytes besides the vectors and text, for sizing requests
-ROW_OVERHEAD = 512
 EMPTY_SPARSE = "no nonzero weight in its sparse vector (nothing to store)"
 
 
@@ -181,6 +184,16 @@ class MilvusSink(Datasink[WriteCounts]):
         modality, model, options = load_arguments(self.info.config)
         return modality, self._store_arguments["model"] or model, {**options, **self._encoder_options}
 
+    def stored_keys(self) -> StoredKeys:
+        """The keys the collection holds now, read here (on the driver): what ``embed_with(stored=)``
+        leaves out before the model. Call it before the write starts (on Lite its task holds the file)."""
+        client = open_client(self.uri, create=False)
+        try:
+            client.load_collection(self.collection)  # "released" in a process that did not make it
+            return StoredKeys(read_keys(client, self.collection))
+        finally:
+            close_client(client)
+
     def drop(self) -> None:
         """Delete the collection (e.g. one :meth:`open` made for a run that had nothing to write)."""
         client = open_client(self.uri, create=False)
@@ -236,11 +249,11 @@ class MilvusSink(Datasink[WriteCounts]):
                 target = _Target.of(client, self.collection)
                 client.load_collection(self.collection)  # "released" in a process that did not make it
                 for block in blocks:
-                    table = BlockAccessor.for_block(block).to_arrow()
+                    table = _not_stored(BlockAccessor.for_block(block).to_arrow(), counts)
                     rows = _rows(table, target, counts)
                     fresh = _first_of_each(rows, seen)
                     counts.skipped += len(rows) - len(fresh)
-                    for request in _requests(fresh, target):
+                    for request in requests(fresh, target.outputs, MAX_REQUEST_ROWS):
                         _upsert_new(client, target.collection, request, counts)
             finally:
                 close_client(client)
@@ -268,6 +281,15 @@ def _check(table: pa.Table, target: _Target) -> None:
                     f"collection {target.collection!r} holds {recorded!r} vectors; these rows were made "
                     f"with {sorted(others)[0]!r}"
                 )
+
+
+def _not_stored(table: pa.Table, counts: WriteCounts) -> pa.Table:
+    """The rows to write: those the job left out as already stored count as skipped."""
+    if STORED_COLUMN not in table.column_names:
+        return table
+    stored = table.column(STORED_COLUMN).fill_null(False)
+    counts.skipped += int(pc.sum(stored).as_py() or 0)
+    return table.filter(pc.invert(stored)).drop_columns([STORED_COLUMN])
 
 
 def _rows(table: pa.Table, target: _Target, counts: WriteCounts) -> list[dict[str, Any]]:
@@ -320,22 +342,6 @@ def _first_of_each(rows: list[dict[str, Any]], seen: set[str]) -> list[dict[str,
             seen.add(row["id"])
             fresh.append(row)
     return fresh
-
-
-def _requests(rows: list[dict[str, Any]], target: _Target) -> Iterator[list[dict[str, Any]]]:
-    """Rows cut into requests of at most ~32 MB and :data:`MAX_REQUEST_ROWS` rows (Milvus caps at 64 MB)."""
-    request: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        row_size = ROW_OVERHEAD + len(row["source"]) + 4 * len(row.get(TEXT_FIELD, ""))
-        row_size += sum(row_bytes(spec, row[name]) for name, spec in target.outputs)
-        if request and (size + row_size > MAX_REQUEST_BYTES or len(request) >= MAX_REQUEST_ROWS):
-            yield request
-            request, size = [], 0
-        request.append(row)
-        size += row_size
-    if request:
-        yield request
 
 
 def _upsert_new(

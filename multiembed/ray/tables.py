@@ -5,14 +5,15 @@ output (``vector`` for the first, ``<name>_vector`` for the others: dense as ``l
 sparse as the JSON ``{"dimension": weight}`` text, multi-vector as ``list<list<float32>>``), then
 ``text`` for text documents (what Milvus keeps for search results and BM25) and ``error``. An item
 that failed keeps its row, with the reason in ``error`` and null id and vectors, so nothing is
-dropped silently.
+dropped silently. So does an item left out because its collection already holds it (a re-run):
+its id, null vectors, and true in :data:`STORED_COLUMN`, so the sink counts it as skipped.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -24,28 +25,53 @@ from multiembed.outputs import OutputSpec, stack_rows
 
 ERROR_COLUMN = "error"
 TEXT_COLUMN = "text"
+#: true for an item not embedded because the collection already holds its key (only in jobs that
+#: were given the stored keys); the sink counts these rows as skipped and writes none of them
+STORED_COLUMN = "_multiembed_stored"
 
 
-def to_table(part: Embeddings, *, keep_text: bool = False) -> pa.Table:
-    """One encoded batch as rows, failures included, in the order its items came in."""
+class Stored(NamedTuple):
+    """An item of a batch whose key the collection already holds: where it was, its name and key."""
+
+    position: int
+    source: str
+    key: str
+
+
+def to_table(
+    part: Embeddings, *, keep_text: bool = False, stored: Sequence[Stored] | None = None
+) -> pa.Table:
+    """One encoded batch as rows, failures (and ``stored`` items, when given) included, in the order
+    its items came in."""
     good = to_arrow(part)
-    failed = len(part.errors)
+    rest: list[tuple[int, str, str | None]] = [(error.index, error.source, None) for error in part.errors]
+    rest += [(item.position, item.source, item.key) for item in stored or ()]
     filled = {
-        "source": pa.array([error.source for error in part.errors], pa.string()),
-        "modality": pa.array([part.modality] * failed, pa.string()),
-        "model": pa.array([part.model] * failed, pa.string()),
+        "id": [key for _, _, key in rest],
+        "source": [source for _, source, _ in rest],
+        "modality": [part.modality] * len(rest),
+        "model": [part.model] * len(rest),
     }
-    bad = pa.Table.from_arrays(
-        [filled.get(column.name, pa.nulls(failed, column.type)) for column in good.schema],
+    others = pa.Table.from_arrays(
+        [
+            pa.array(filled[column.name], column.type)
+            if column.name in filled
+            else pa.nulls(len(rest), column.type)
+            for column in good.schema
+        ],
         schema=good.schema,
     )
-    table = pa.concat_tables([good, bad])
+    table = pa.concat_tables([good, others])
     if keep_text:
-        texts = [str(raw) for raw in part.raws] + [None] * failed
+        texts = [str(raw) for raw in part.raws] + [None] * len(rest)
         table = table.append_column(TEXT_COLUMN, pa.array(texts, pa.string()))
-    reasons = [None] * len(part) + [error.reason for error in part.errors]
+    reasons: list[str | None] = [None] * (len(part) + len(rest))
+    reasons[len(part) : len(part) + len(part.errors)] = [error.reason for error in part.errors]
     table = table.append_column(ERROR_COLUMN, pa.array(reasons, pa.string()))
-    positions = np.asarray(part.indices + [error.index for error in part.errors], dtype=np.int64)
+    if stored is not None:
+        flags = [False] * (len(part) + len(part.errors)) + [True] * len(stored)
+        table = table.append_column(STORED_COLUMN, pa.array(flags, pa.bool_()))
+    positions = np.asarray(part.indices + [index for index, _, _ in rest], dtype=np.int64)
     return table.take(pa.array(np.argsort(positions, kind="stable")))
 
 
