@@ -10,10 +10,12 @@ multi-vector as ``list<list<float32>>``. Parquet files carry the encoder identit
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
 import struct
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -57,6 +59,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     output would.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
     temporary = _new_file(target)
     try:
         yield Path(temporary)
@@ -64,6 +67,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+    _remove_stale_temporaries(target, started)
+
+
+def _remove_stale_temporaries(target: Path, before: float) -> None:
+    """Temporary files of earlier runs on ``target`` that were killed (SIGKILL skips ``finally``).
+
+    Only once this run's file is in place, and only files untouched since before it started, so a
+    file another live writer is still filling is left alone.
+    """
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < before:
+                stale.unlink()
 
 
 class Writer(ABC):

@@ -64,3 +64,25 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp(result, tmp_path):
         write_embeddings(broken, target)
     assert target.read_text() == "previous"
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_a_finished_write_removes_temporaries_of_killed_runs(tmp_path: Path) -> None:
+    """SIGKILL skips cleanup, so the next successful write on the same target removes what it left."""
+    import os
+
+    from multiembed.output import atomic_path
+
+    target = tmp_path / "vectors.parquet"
+    stale = tmp_path / ".vectors.parquet.0123456789ab.tmp"
+    stale.write_bytes(b"half a file")
+    os.utime(stale, (1, 1))
+    other_target = tmp_path / ".other.parquet.0123456789ab.tmp"
+    other_target.write_bytes(b"not ours")
+    os.utime(other_target, (1, 1))
+    with atomic_path(target) as temporary:
+        live = tmp_path / ".vectors.parquet.ba9876543210.tmp"  # another writer, started after us
+        live.write_bytes(b"still being written")
+        temporary.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    assert not stale.exists() and other_target.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other_target.name, live.name])
