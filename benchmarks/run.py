@@ -219,10 +219,23 @@ def fast_options(modality: str) -> list[tuple[str, dict[str, Any]]]:
             ("multiembed openvino int8", {"backend": "openvino", "dtype": "int8"}),
             ("multiembed auto", {"backend": "auto"}),
         ]
-    if modality == "audio":
+    if modality == "audio":  # pad_seconds: the encoder runs on fewer frames (another vector space)
         options += [
             ("multiembed pad_seconds=10", {"pad_seconds": 10}),
             ("multiembed pad_seconds=25", {"pad_seconds": 25}),
+        ]
+        for label, dtype in (("bf16", "bfloat16"), ("int8", "int8")):
+            for pad in (None, 25, 10):
+                suffix = "" if pad is None else f" pad_seconds={pad}"
+                options.append(
+                    (
+                        f"multiembed openvino {label}{suffix}",
+                        {"backend": "openvino", "dtype": dtype, "pad_seconds": pad},
+                    )
+                )
+        options += [
+            ("multiembed auto", {"backend": "auto"}),
+            ("multiembed auto pad_seconds=25", {"backend": "auto", "pad_seconds": 25}),
         ]
     return options
 

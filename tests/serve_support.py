@@ -9,6 +9,7 @@ files, image-text); ``videos=True`` adds ``clips`` (two video files, video with 
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import threading
@@ -17,7 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+if TYPE_CHECKING:
+    from multiembed.serve.settings import ServeSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -98,17 +106,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
+def running_server(app: Any, timeout: float = 30.0, **config: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) in a background thread; yields its URL.
 
     The socket is bound before the thread starts, so the URL is reachable as soon as it is yielded
     (requests wait in the backlog until uvicorn has started); the server is stopped on exit.
+    ``config`` goes to ``uvicorn.Config`` (e.g. ``log_level="info", access_log=True``).
     """
     import uvicorn
 
     sock = socket.create_server(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    options: dict[str, Any] = {"log_level": "warning", "timeout_graceful_shutdown": 2, **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
@@ -125,14 +135,76 @@ def running_server(app: Any, timeout: float = 30.0) -> Iterator[str]:
 
 
 def wait_until_loaded(base_url: str, timeout: float = 60.0, headers: dict[str, str] | None = None) -> None:
-    """Wait for /healthz to report every model loaded (models load in the background)."""
+    """Wait for /healthz to report every model loaded (models load in the background; until then
+    it answers 503 with ``"status": "loading"``)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while True:
-        body = httpx.get(f"{base_url}/healthz", headers=headers, timeout=10).json()
-        if all(state == "ok" for state in body["models"].values()):
+        response = httpx.get(f"{base_url}/healthz", headers=headers, timeout=10)
+        body = response.json()
+        if response.status_code == 200 and all(state == "ok" for state in body["models"].values()):
             return
         if "dead" in body["models"].values() or time.monotonic() > deadline:
             raise RuntimeError(f"models did not load: {body}")
         time.sleep(0.05)
+
+
+# ---- helpers shared by the serve test modules -------------------------------------------------------
+def settings(library: Library, **overrides: Any) -> ServeSettings:
+    """Settings serving the library's two tiny models over its database, on the CPU."""
+    from multiembed.serve.settings import ServeSettings
+
+    values: dict[str, Any] = {"uri": library.uri, "models": library.model_specs(), "device": "cpu"}
+    return ServeSettings(**{**values, **overrides})
+
+
+def text_only(library: Library, **overrides: Any) -> ServeSettings:
+    return settings(library, models=[f"text=text:{library.text_model}"], **overrides)
+
+
+def b64(data: bytes | Path) -> str:
+    return base64.b64encode(data.read_bytes() if isinstance(data, Path) else data).decode("ascii")
+
+
+def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert error["message"]
+    return error
+
+
+def still_serving(client: Any) -> None:
+    """A TestClient or httpx.Client on a server that still embeds and reports itself healthy."""
+    response = client.post("/v1/embeddings", json={"model": "text", "input": "still here"})
+    assert response.status_code == 200, response.text
+    assert client.get("/healthz").status_code == 200
+
+
+def wait_healthy(client: Any, timeout: float = 60.0) -> None:
+    """Poll /healthz through ``client`` (a TestClient) until every model is loaded (200)."""
+    deadline = time.monotonic() + timeout
+    while client.get("/healthz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/healthz").text
+        time.sleep(0.05)
+
+
+def embed_one(url: str, text: str) -> httpx.Response:
+    return httpx.post(f"{url}/v1/embeddings", json={"model": "text", "input": text}, timeout=30)
+
+
+def raw_request(url: str, request: bytes) -> None:
+    """Send ``request`` over a fresh connection and hang up without reading the answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=5) as sock:
+        sock.sendall(request)
+
+
+def vectors_of(response: httpx.Response) -> np.ndarray:
+    assert response.status_code == 200, response.text
+    return np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
+
+
+def assert_same(got: np.ndarray, expected: np.ndarray) -> None:
+    assert got.shape == expected.shape
+    assert float(np.max(np.abs(got - expected))) <= 1e-5

@@ -1,33 +1,37 @@
 """`multiembed serve`: the HTTP API against real tiny models and a real Milvus Lite database.
 
-Requests go through FastAPI's TestClient and, where the network matters (concurrency, streamed
-bodies, clients that hang up), through a real uvicorn server on 127.0.0.1.
+Requests go through FastAPI's TestClient. Limits and faults (a real uvicorn server) are in
+test_serve_limits.py; keys, files and hostile queries in test_serve_safety.py.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import io
-import json
 import socket
-import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 import multiembed
 from multiembed.serve.app import create_app
-from multiembed.serve.settings import ServeSettings
 from tests.image_files import photo
-from tests.serve_support import Library, build_library, running_server, wait_until_loaded
+from tests.serve_support import (
+    Library,
+    assert_same,
+    b64,
+    build_library,
+    error_of,
+    settings,
+    still_serving,
+    text_only,
+    vectors_of,
+    wait_healthy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +39,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
     return build_library(tmp_path_factory.mktemp("serve-library"))
 
 
-def settings(library: Library, **overrides: Any) -> ServeSettings:
-    values: dict[str, Any] = {"uri": library.uri, "models": library.model_specs(), "device": "cpu"}
-    return ServeSettings(**{**values, **overrides})
-
-
-def text_only(library: Library, **overrides: Any) -> ServeSettings:
-    return settings(library, models=[f"text=text:{library.text_model}"], **overrides)
-
-
 @pytest.fixture(scope="module")
 def client(library: Library) -> Iterator[TestClient]:
     with TestClient(create_app(settings(library))) as test_client:
+        wait_healthy(test_client)  # /healthz is 503 while the models load
         yield test_client
 
 
@@ -56,33 +52,6 @@ def encoders(library: Library) -> dict[str, Any]:
         "text": multiembed.load("text", str(library.text_model), device="cpu"),
         "clip": multiembed.load("image-text", str(library.clip_model), device="cpu"),
     }
-
-
-def b64(data: bytes | Path) -> str:
-    return base64.b64encode(data.read_bytes() if isinstance(data, Path) else data).decode("ascii")
-
-
-def error_of(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error: dict[str, Any] = response.json()["error"]
-    assert error["message"]
-    return error
-
-
-def vectors_of(response: httpx.Response) -> np.ndarray:
-    assert response.status_code == 200, response.text
-    return np.array([item["embedding"] for item in response.json()["data"]], dtype=np.float32)
-
-
-def assert_same(got: np.ndarray, expected: np.ndarray) -> None:
-    assert got.shape == expected.shape
-    assert float(np.max(np.abs(got - expected))) <= 1e-5
-
-
-def still_serving(client: TestClient | httpx.Client) -> None:
-    response = client.post("/v1/embeddings", json={"model": "text", "input": "still here"})
-    assert response.status_code == 200, response.text
-    assert client.get("/healthz").status_code == 200
 
 
 # ---- embeddings ------------------------------------------------------------------------------------
@@ -315,119 +284,6 @@ def test_media_serves_only_recorded_regular_files(
     moved.unlink()
     moved.mkdir()
     assert "no file here" in error_of(client.get(f"/collections/scratch/media/{key}"), 404)["message"]
-
-
-# ---- limits, faults and the worker -------------------------------------------------------------------
-def test_oversized_bodies_get_413_declared_or_streamed(library: Library) -> None:
-    app = create_app(text_only(library, max_request_bytes=64 * 1024))
-    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        wait_until_loaded(url)
-        big = {"model": "text", "input": ["word " * 20_000]}
-        assert "too large" in error_of(http.post("/v1/embeddings", json=big), 413)["message"]
-        chunks = (b"x" * 8192 for _ in range(20))
-        streamed = http.post("/v1/embeddings", content=chunks, headers={"content-type": "application/json"})
-        assert error_of(streamed, 413)
-        upload = http.post(
-            "/v1/embeddings", data={"model": "text"}, files={"file": ("big.txt", b"a " * 50_000)}
-        )
-        assert error_of(upload, 413)
-        still_serving(http)
-
-
-def _raw(url: str, request: bytes) -> None:
-    parts = urlsplit(url)
-    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=5) as sock:
-        sock.sendall(request)
-
-
-def test_clients_that_hang_up_mid_request_do_not_hurt_the_worker(library: Library) -> None:
-    app = create_app(text_only(library))
-    with running_server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
-        wait_until_loaded(url)
-        head = b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        _raw(url, head + b'Content-Length: 100000\r\n\r\n{"model": "text", "input": [')  # body cut short
-        body = json.dumps({"model": "text", "input": ["a long wait"] * 64}).encode()
-        _raw(url, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # gone before the answer
-        time.sleep(0.5)
-        assert app.state.pool.find("text").batcher.state == "ok"
-        still_serving(http)
-
-
-def record_rows(rows: list[int], batch: Any) -> None:
-    """The encoder's batch hook: how many texts each forward pass saw."""
-    rows.append(int(batch["input_ids"].shape[0]))
-
-
-def embed_one(url: str, text: str) -> httpx.Response:
-    return httpx.post(f"{url}/v1/embeddings", json={"model": "text", "input": text}, timeout=30)
-
-
-def test_concurrent_requests_are_merged_into_one_forward_pass(
-    library: Library, encoders: dict[str, Any]
-) -> None:
-    texts = [
-        f"{word} bicycle" for word in ["red", "green", "blue", "lazy", "quick", "brown", "brick", "wall"]
-    ]
-    expected = encoders["text"].encode(texts, progress=False).vectors
-    for batching in (True, False):
-        app = create_app(text_only(library, max_wait_ms=400, batching=batching))
-        with running_server(app) as url:
-            wait_until_loaded(url)
-            batcher = app.state.pool.find("text").batcher
-            rows: list[int] = []
-            batcher.encoder.batch_observer = functools.partial(record_rows, rows)
-            with ThreadPoolExecutor(len(texts)) as threads:
-                responses = list(threads.map(functools.partial(embed_one, url), texts))
-            assert_same(np.concatenate([vectors_of(response) for response in responses]), expected)
-            merged = list(batcher.batches)
-            assert sum(items for _, items in merged) == len(texts)
-            if batching:
-                assert max(requests for requests, _ in merged) > 1 and max(rows) > 1, merged
-            else:
-                assert all(requests == 1 for requests, _ in merged) and max(rows) == 1
-
-
-def test_a_dead_worker_turns_healthz_and_its_requests_into_503(library: Library) -> None:
-    app = create_app(text_only(library))
-    with TestClient(app) as test_client:
-        assert test_client.post("/v1/embeddings", json={"model": "text", "input": "fine"}).status_code == 200
-
-        def broken(batch: Any) -> None:
-            raise RuntimeError("the model is broken")
-
-        app.state.pool.find("text").batcher.encoder.batch_observer = broken
-        assert (
-            "broken"
-            in error_of(test_client.post("/v1/embeddings", json={"model": "text", "input": ["a", "b"]}), 503)[
-                "message"
-            ]
-        )
-        health = test_client.get("/healthz")
-        assert health.status_code == 503 and health.json()["models"]["text"] == "dead"
-        assert error_of(test_client.post("/v1/embeddings", json={"model": "text", "input": "c"}), 503)
-
-
-def test_the_key_guards_every_route(library: Library) -> None:
-    app = create_app(text_only(library, api_key="s3cret"))
-    item = "0" * 64
-    routes = [("GET", "/"), ("GET", "/healthz"), ("GET", "/v1/models"), ("GET", "/collections"),
-              ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/static/index.html"), ("GET", "/nope"),
-              ("POST", "/v1/embeddings"), ("POST", "/collections/notes/search"),
-              ("POST", "/collections/notes/items"), ("GET", f"/collections/photos/media/{item}"),
-              ("GET", f"/collections/photos/poster/{item}")]  # fmt: skip
-    with TestClient(app) as test_client:
-        for method, path in routes:
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
-                response = test_client.request(method, path, headers=headers, json={})
-                assert response.status_code == 401, (method, path, headers)
-                assert response.json()["error"]["type"] == "authentication_error"
-            allowed = test_client.request(method, path, headers={"Authorization": "Bearer s3cret"}, json={})
-            assert allowed.status_code != 401, (method, path)
-        assert test_client.get("/healthz?key=s3cret").status_code == 200
-        assert (
-            test_client.post("/v1/embeddings?key=s3cret", json={"model": "text", "input": "x"}).status_code
-            == 401
-        )
 
 
 def test_the_command_refuses_what_it_cannot_serve_in_one_line(

@@ -288,18 +288,28 @@ def test_media_are_served_only_from_recorded_sources(server: str, photos: Photos
         assert client.get(f"/collections/notes/media/{photos.ids[0]}").status_code == 404
 
 
-def test_the_page_sends_the_key_from_its_address(chromium: Any, keyed_server: str, photos: Photos) -> None:
-    """With an API key the page takes it from ?key= once, keeps it in sessionStorage, and sends it
-    as a bearer header on API calls and as ?key= on media URLs."""
-    tab = open_page(chromium, keyed_server, "photos", f"?key={API_KEY}")
+def test_the_page_takes_the_key_from_its_address_once(
+    chromium: Any, keyed_server: str, photos: Photos
+) -> None:
+    """With an API key the page is opened once with ?key=: the server sets an HttpOnly cookie, the
+    page drops the key from its address, and its API calls and thumbnails work by the cookie alone
+    (no URL, no script-readable storage holds the key)."""
+    tab = open_page(chromium, keyed_server, "photos", f"?key={API_KEY}&collection=photos")
     page = tab.page
-    assert page.evaluate("sessionStorage.getItem('multiembed.key')") == API_KEY
+    assert "key=" not in page.url and page.url.endswith("/?collection=photos")
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: out of the page's scripts' reach
+    cookies = {cookie["name"]: cookie for cookie in page.context.cookies()}
+    assert cookies["multiembed_key"]["httpOnly"] and cookies["multiembed_key"]["sameSite"] == "Strict"
     page.fill('[data-testid="query"]', QUERIES[0])
     response, ids = tab.search(lambda: page.click('[data-testid="search-button"]'), "photos")
-    assert response.status == 200 and response.request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert response.status == 200 and "authorization" not in response.request.headers
     assert sorted(ids) == sorted(photos.ids)
     page.wait_for_function(ALL_THUMBNAILS_LOADED)
-    assert f"key={API_KEY}" in page.locator('[data-testid="hit-thumbnail"]').first.get_attribute("src")
+    sources = page.locator('[data-testid="hit-thumbnail"]').evaluate_all("nodes => nodes.map(n => n.src)")
+    assert sources and not any("key=" in source for source in sources)
+    page.reload()  # the address no longer has the key; the cookie still opens the page
+    page.wait_for_selector('[data-testid="collection"][data-ready="true"]', state="attached")
+    assert "key=" not in page.url
     tab.close()
     with httpx.Client(base_url=keyed_server, timeout=30) as client:
         assert client.get("/").status_code == client.get("/collections").status_code == 401

@@ -59,6 +59,16 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
                        help="most items merged into one forward pass (default: 64)")  # fmt: skip
     serve.add_argument("--max-wait-ms", type=float, default=5.0,
                        help="how long a request waits for others to join its batch (default: 5)")  # fmt: skip
+    serve.add_argument(
+        "--media-root",
+        metavar="DIR",
+        help="folder that relative recorded sources (multiembed index photos records photos/a.jpg) are "
+        "found under (default: the folder serve is started in: start it where you indexed)",
+    )
+    serve.add_argument("--max-queue", type=int, default=1024,
+                       help="most items waiting per model; more get 503 (default: 1024)")  # fmt: skip
+    serve.add_argument("--limit-concurrency", type=int, default=256,
+                       help="most connections served at once; more get 503 (default: 256)")  # fmt: skip
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request, and library logs")
 
 
@@ -100,6 +110,9 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         max_wait_ms=args.max_wait_ms,
         batching=not args.no_batching,
         device=args.device,
+        media_root=os.path.abspath(args.media_root or os.getcwd()),
+        max_queue=args.max_queue,
+        limit_concurrency=args.limit_concurrency,
     )
 
 
@@ -113,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise common.UsageError(INSTALL_HINT)  # file uploads need python-multipart
     from multiembed.milvus.client import silence_library_logs
     from multiembed.serve.app import create_app
+    from multiembed.serve.auth import redact_access_log
 
     settings = settings_from(args)
     if not args.verbose:
@@ -124,7 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"multiembed: serving {settings.uri} (models: {names}) on http://{shown}:{args.port} "
-        f"(API docs: /docs){'; every route needs the API key' if settings.api_key else ''}",
+        f"(API docs: /docs); media from {settings.media_root}"
+        f"{'; every route needs the API key' if settings.api_key else ''}",
         file=sys.stderr,
     )
     config = uvicorn.Config(
@@ -132,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level="info" if args.verbose else "warning",
         access_log=args.verbose,
         timeout_graceful_shutdown=5,
+        limit_concurrency=settings.limit_concurrency,
     )
+    redact_access_log()  # after uvicorn.Config, which configures its loggers
     uvicorn.Server(config).run(sockets=[sock])
     return common.EXIT_OK

@@ -22,6 +22,9 @@ Whisper's own pipeline, 2-core CPU: 2: 0.833 / 96% / 3.8x, 5: 0.860 / 96% / 4.0x
 Only X = 25 keeps cosine >= 0.99, for 1.7x; X = 10 is the fast choice (all clips up to 10 s share
 one length, so they batch). The default stays the exact mode (``pad_seconds=None``).
 
+OpenVINO (``backend="openvino"``/``"auto"``) runs the encoder core in place of torch, group by group,
+in either mode (:mod:`multiembed.audio_core`); grouping, streaming and pooling stay here.
+
 Memory stays bounded whatever the duration: how clips are cut into windows, and which files are
 decoded in the workers or streamed here, is :mod:`multiembed.audio_windows`. A streamed file runs a
 few windows per encoder pass, keeping a running frame-weighted sum. Both paths give the same
@@ -259,9 +262,10 @@ class AudioEncoder(Encoder):
         self._fast = None if runner is None else WindowRunner(runner, self._pooled)
 
     def exportable_core(self) -> ExportableCore:
-        """The whole Whisper encoder, dynamic in windows, mel frames and pooled positions, so one
-        export serves the exact mode and any ``pad_seconds``; calibrated and gated on drawn 2-10 s clips
-        (:mod:`multiembed.fast.audio_corpus`) in this encoder's mode."""
+        """The whole Whisper encoder, dynamic in windows, mel frames and pooled positions, so it runs
+        the exact mode and any ``pad_seconds`` (:mod:`multiembed.audio_core`). Each mode is exported,
+        calibrated and gated on its own (``pad_seconds`` is in the identity the export cache hashes),
+        on drawn 2-10 s clips (:mod:`multiembed.fast.audio_corpus`)."""
         from multiembed.fast.audio_corpus import sample_clips, sample_queries
 
         return whisper_core(self.module, sample_clips(), sample_queries())

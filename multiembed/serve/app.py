@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from multiembed.serve import routes_collections, routes_embeddings, routes_media
-from multiembed.serve.auth import BearerAuth
+from multiembed.serve.auth import BearerAuth, redact_access_log
 from multiembed.serve.docs import install_docs
 from multiembed.serve.errors import SizeLimit, install_error_handlers
 from multiembed.serve.models import ModelPool
@@ -61,4 +61,5 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.add_middleware(SizeLimit, limit=settings.max_request_bytes)
     if settings.api_key:
         app.add_middleware(BearerAuth, key=settings.api_key)
+        redact_access_log()  # the page's first address carries ?key=
     return app

@@ -46,6 +46,14 @@ class WorkerDead(MultiembedError):
     """The model's worker has stopped (its load failed, or the model failed as a whole)."""
 
 
+class QueueFull(MultiembedError):
+    """The model already has ``max_queue`` items waiting: the caller should retry later (503).
+
+    Without a bound, a burst larger than the model can work through would pile up in memory and
+    every request would time out instead of a few being refused at once.
+    """
+
+
 @dataclass(frozen=True)
 class Encoded:
     """One request's rows of every output, in its input order."""
@@ -100,8 +108,13 @@ class Batcher:
         max_batch: int = 64,
         max_wait_ms: float = 5.0,
         batching: bool = True,
+        max_queue: int | None = None,
     ) -> None:
         self.name = name
+        #: the most items (a job counts as one) waiting for the worker; None: no bound
+        self.max_queue = max_queue
+        self._queued = 0  # items submitted and not yet started (guarded by _lock)
+        self._stopping = False
         self._load = load
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
@@ -129,19 +142,50 @@ class Batcher:
                 self._started = True
                 self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Let the worker finish what it is running, then end it (pending requests get 503s)."""
+    @property
+    def queued(self) -> int:
+        """Items submitted that the worker has not started on yet."""
+        return self._queued
+
+    def signal_stop(self) -> None:
+        """Ask the worker to end after what it is running; returns at once (see :func:`stop_all`)."""
+        self._stopping = True
         if self._thread.is_alive():
             self._queue.put(_STOP)
-            self._thread.join(timeout)
+
+    def join(self, deadline: float) -> None:
+        """Wait for the worker until ``deadline`` (``time.monotonic()``); never for one still loading.
+
+        A model still loading cannot be interrupted; its thread is a daemon and ends with the process.
+        """
+        if self._thread.is_alive() and self._state != "loading":
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let the worker finish what it is running, then end it (pending requests get 503s)."""
+        stop_all([self], timeout)
 
     # ---- the asyncio side ----------------------------------------------------------------------
     def _submit(self, task: _Waiter[Any]) -> None:
         self.start()
+        size = _size(task)
         with self._lock:
             if self._state == "dead":
                 raise WorkerDead(f"model {self.name!r} is not running: {self.error}")
+            # One request larger than the bound still runs when nothing waits (max_inputs caps it).
+            if self.max_queue is not None and self._queued and self._queued + size > self.max_queue:
+                raise QueueFull(
+                    f"model {self.name!r} is busy: {self._queued} items are waiting "
+                    f"(the limit is {self.max_queue}); retry shortly"
+                )
+            self._queued += size
             self._queue.put(task)
+
+    def _started_on(self, tasks: list[Any]) -> None:
+        """The worker has taken ``tasks`` off the queue for good: they no longer count as waiting."""
+        size = sum(_size(task) for task in tasks if isinstance(task, _Waiter))
+        with self._lock:
+            self._queued = max(0, self._queued - size)
 
     async def encode(self, values: list[Any], role: Role) -> Encoded:
         """The vectors of ``values``, merged with other requests; raises ItemFailure for a bad item."""
@@ -172,6 +216,9 @@ class Batcher:
         except BaseException as error:
             self._die(f"loading the model failed: {failure_reason(error)}", [])
             return
+        if self._stopping:
+            self._die("the server is shutting down", [])
+            return
         self._state = "ok"
         batch: list[_Encode] = []
         try:
@@ -180,6 +227,7 @@ class Batcher:
                 if task is _STOP:
                     break
                 if isinstance(task, _Job):
+                    self._started_on([task])
                     self._run_job(task)
                     continue
                 batch = [task]
@@ -208,6 +256,7 @@ class Batcher:
             except queue.Empty:
                 return
             if isinstance(task, _Encode) and task.future.cancelled():
+                self._started_on([task])
                 continue  # its client left before it ran
             if isinstance(task, _Encode) and task.role == role and count + len(task.values) <= self.max_batch:
                 batch.append(task)
@@ -219,6 +268,12 @@ class Batcher:
 
     def _run_batch(self, batch: list[_Encode]) -> None:
         assert self.encoder is not None
+        self._started_on(list(batch))
+        # A request whose client left (its future cancelled) while it waited is not embedded: this
+        # is checked here, for every request of the batch, the first one included.
+        batch[:] = [task for task in batch if not task.future.cancelled()]
+        if not batch:
+            return
         values = [value for task in batch for value in task.values]
         self.batches.append((len(batch), len(values)))
         batch_size = max(self.encoder.batch_size, min(len(values), self.max_batch))
@@ -263,6 +318,25 @@ class Batcher:
                     pending.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._queued = 0
         for task in pending:
             if isinstance(task, _Waiter):
                 task.settle(error=WorkerDead(f"model {self.name!r} stopped: {reason}"))
+
+
+def _size(task: Any) -> int:
+    """How much of the queue bound a task takes: its items, or one for a job."""
+    return len(task.values) if isinstance(task, _Encode) else 1
+
+
+def stop_all(batchers: list[Batcher], timeout: float = 3.0) -> None:
+    """Stop every worker against one shared deadline: Ctrl+C is not ``timeout`` per model.
+
+    All are told to stop first, so they wind down together; then each is joined for what is left
+    of the deadline, and a worker still loading its model is not waited for at all.
+    """
+    for batcher in batchers:
+        batcher.signal_stop()
+    deadline = time.monotonic() + timeout
+    for batcher in batchers:
+        batcher.join(deadline)

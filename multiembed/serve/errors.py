@@ -26,7 +26,7 @@ from multiembed.errors import (
     MultiembedError,
     SchemaMismatchError,
 )
-from multiembed.serve.batcher import ItemFailure, WorkerDead
+from multiembed.serve.batcher import ItemFailure, QueueFull, WorkerDead
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -64,16 +64,27 @@ def error_response(
     return JSONResponse(error_body(status, message, item), status_code=status, headers=headers)
 
 
+#: what a BackendError says when the database is there but cannot be had right now (503, not 500)
+_UNAVAILABLE = ("another process is using it", "cannot connect to Milvus")
+#: how long a client told "busy" (503) should wait before retrying, in seconds
+RETRY_AFTER = "1"
+
+
 def status_of(error: MultiembedError) -> int:
-    """The HTTP status of one of multiembed's errors: the caller's fault is 4xx, the server's 5xx."""
-    if isinstance(error, WorkerDead):
+    """The HTTP status of one of multiembed's errors: the caller's fault is 4xx, the server's 5xx.
+
+    A Milvus failure is the server's (500, or 503 when the database is held by another process or
+    unreachable): the one Milvus refusal that is the caller's, a bad filter, is told apart where
+    the filter is used (``routes_collections.search_store``) and answered 400 there.
+    """
+    if isinstance(error, (WorkerDead, QueueFull)):
         return 503
     if isinstance(error, (CollectionNotFoundError, ModelNotFoundError)):
         return 404
     if isinstance(error, (InputError, ItemFailure, ConfigError, SchemaMismatchError)):
         return 400
-    if isinstance(error, BackendError) and str(error).startswith("Milvus:"):
-        return 400  # Milvus refused the request (a bad filter expression, ...)
+    if isinstance(error, BackendError) and any(text in str(error) for text in _UNAVAILABLE):
+        return 503
     return 500
 
 
@@ -87,7 +98,8 @@ def _multiembed_error(request: Request, error: Exception) -> Response:
         message = f"collection {error.collection!r} does not exist (collections there: {there})"
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, error)
-    return error_response(status, message, item)
+    headers = {"Retry-After": RETRY_AFTER} if isinstance(error, QueueFull) else None
+    return error_response(status, message, item, headers)
 
 
 def _api_error(request: Request, error: Exception) -> Response:

@@ -25,7 +25,7 @@ from anyio import to_thread
 from multiembed.errors import CollectionNotFoundError, ModelNotFoundError, MultiembedError
 from multiembed.identity import mismatches
 from multiembed.milvus.client import LITE_MARKER, close_client, is_lite, lite_path, open_client
-from multiembed.serve.batcher import Batcher, WorkerDead
+from multiembed.serve.batcher import Batcher, WorkerDead, stop_all
 from multiembed.serve.errors import ApiError
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class ModelPool:
         self._opening = asyncio.Lock()
         self._catalog: GuardedClient | None = None
         self._catalog_lock = threading.Lock()
+        self._loaded: set[str] = set()  # collections the catalogue client has loaded
         for spec in settings.model_specs():
             self._add_spec(spec)
 
@@ -88,6 +89,7 @@ class ModelPool:
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
             batching=settings.batching,
+            max_queue=settings.max_queue,
         )
 
     def _add_spec(self, spec: ModelSpec) -> None:
@@ -137,8 +139,8 @@ class ModelPool:
             served.batcher.start()
 
     def close(self) -> None:
-        for served in self._served.values():
-            served.batcher.stop()
+        # One shared deadline for all workers (Ctrl+C while models load must not wait 10 s each).
+        stop_all([served.batcher for served in self._served.values()])
         for open_collection in self._collections.values():
             open_collection.store.close()
         self._collections.clear()
@@ -159,12 +161,33 @@ class ModelPool:
             return self._catalog
 
     def summaries(self) -> list[CollectionSummary]:
-        """Every collection with its count and identity (blocking: call it off the event loop)."""
-        from multiembed.milvus.results import list_collections
+        """Every collection with its count and identity (blocking: call it off the event loop).
 
-        if self.catalog() is None:
+        Read through the one catalogue client, under its lock: a client per call, opened and closed
+        from worker threads, would race on the count of the database's users.
+        """
+        from multiembed.milvus.client import row_count
+        from multiembed.milvus.results import CollectionSummary
+        from multiembed.milvus.schema import DAMAGED_HINT, CollectionInfo, check_rows
+
+        client = self.catalog()
+        if client is None:
             return []
-        return list_collections(self.settings.uri)
+        summaries = []
+        with self._catalog_lock:
+            for name in sorted(client.list_collections()):
+                rows = row_count(client, name)
+                description = client.describe_collection(name)
+                damage = check_rows(name, description, rows) if is_lite(self.settings.uri) else None
+                summaries.append(
+                    CollectionSummary(
+                        name,
+                        rows,
+                        CollectionInfo.from_description(description),
+                        f"{damage}; {DAMAGED_HINT}" if damage else None,
+                    )
+                )
+        return summaries
 
     def recorded(self, name: str) -> CollectionInfo:
         """What a collection recorded about its encoder; 404 if it is not there."""
@@ -182,13 +205,28 @@ class ModelPool:
         return info
 
     def query(self, name: str, ids: list[str], fields: list[str]) -> list[dict[str, Any]]:
-        """Rows of a collection by id (blocking)."""
+        """Rows of a collection by id (blocking).
+
+        A collection is "released" in a process that has not loaded it (a server just started, no
+        search yet), and Milvus refuses reads from it: it is loaded here first, once.
+        """
         client = self.catalog()
         if client is None:
             raise CollectionNotFoundError(name, self.settings.uri, [])
         with self._catalog_lock:
-            rows: list[dict[str, Any]] = client.query(name, ids=ids, output_fields=fields)
+            if name not in self._loaded:
+                client.load_collection(name)
+                self._loaded.add(name)
+            try:
+                rows: list[dict[str, Any]] = client.query(name, ids=ids, output_fields=fields)
+            except MultiembedError:
+                self._loaded.discard(name)  # released meanwhile (dropped, recreated): load next time
+                raise
         return rows
+
+    def media_path(self, source: str) -> Path:
+        """Where a recorded source is: relative ones under the media root, absolute ones as they are."""
+        return Path(self.settings.media_root, source)
 
     # ---- collections being searched ------------------------------------------------------------
     async def collection(self, name: str) -> OpenCollection:

@@ -9,7 +9,10 @@ server never reads a file a client names.
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +23,7 @@ import numpy as np
 from anyio import to_thread
 from fastapi import APIRouter, Request
 
+from multiembed.errors import BackendError, MultiembedError
 from multiembed.serve.errors import ApiError, parse_json
 from multiembed.serve.inputs import (
     UPLOAD_PREFIX,
@@ -45,6 +49,7 @@ from multiembed.sources import Item
 if TYPE_CHECKING:
     from multiembed.encoder import Encoder
     from multiembed.milvus.results import Hit
+    from multiembed.milvus.store import MilvusStore
     from multiembed.serve.models import OpenCollection
 
 router = APIRouter()
@@ -58,6 +63,8 @@ _SEARCH_FORM = {
     "hybrid": {"type": "boolean"},
 }
 _ADD_FORM = {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}}
+#: the largest vector component searched with: beyond it float32 sums of squares overflow to inf
+MAX_COMPONENT = 1e15
 
 
 def locked(lock: threading.Lock, function: Callable[[], T]) -> Callable[[], T]:
@@ -108,10 +115,21 @@ async def _search_request(request: Request) -> tuple[SearchRequest, bytes | None
     return parsed, (form.files[0][1] if form.files else None)
 
 
-def hit_json(collection: str, kind: str, hit: Hit) -> dict[str, Any]:
-    """A hit as the page shows it; media URLs only for files the collection recorded and that exist."""
+def is_served_file(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (a symlink is not: it could point anywhere)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def hit_json(collection: str, kind: str, hit: Hit, root: str) -> dict[str, Any]:
+    """A hit as the page shows it; media URLs only for files the collection recorded and that exist.
+
+    A relative source is looked for under ``root`` (the media root), never the server's cwd.
+    """
     text = hit.fields.get("text")
-    on_disk = not hit.source.startswith(UPLOAD_PREFIX) and Path(hit.source).is_file()
+    on_disk = not hit.source.startswith(UPLOAD_PREFIX) and is_served_file(Path(root, hit.source))
     base = f"/collections/{quote(collection, safe='')}"
     media = f"{base}/media/{hit.id}" if kind != "text" and on_disk else None
     poster = f"{base}/poster/{hit.id}" if kind in ("image", "video") and on_disk else None
@@ -128,11 +146,49 @@ def hit_json(collection: str, kind: str, hit: Hit) -> dict[str, Any]:
     ).model_dump()
 
 
+def search_store(store: MilvusStore, value: Any, limit: int, filter: str | None, hybrid: bool) -> list[Hit]:
+    """``store.search``, telling a refused filter (the caller's fault: 400) from a Milvus failure.
+
+    Milvus' errors do not say whose fault they are, so when a search with a filter fails, the same
+    search runs once without it: if that works, the filter was the problem.
+    """
+    try:
+        return store.search(value, limit, filter or None, hybrid=hybrid)
+    except BackendError as error:
+        if not filter or not str(error).startswith("Milvus:"):
+            raise
+        try:
+            store.search(value, 1, None, hybrid=hybrid)
+        except MultiembedError:
+            raise error from None
+        raise ApiError(400, f"the filter {filter!r} was refused: {error}") from None
+
+
+def checked_vector(values: list[float], store: MilvusStore) -> np.ndarray:
+    """The query vector as float32, or a 400 naming why it cannot be searched with.
+
+    NaN, infinity or huge components would come back as a 200 with no hits (and warnings).
+    """
+    vector = np.asarray(values, dtype=np.float64)
+    bad = [index for index, value in enumerate(values) if not math.isfinite(value)]
+    if bad:
+        raise ApiError(400, f"vector[{bad[0]}] is {values[bad[0]]}: every component must be a finite number")
+    if vector.size and float(np.max(np.abs(vector))) > MAX_COMPONENT:
+        index = int(np.argmax(np.abs(vector)))
+        raise ApiError(
+            400, f"vector[{index}] is {values[index]:g}: components must be within ±{MAX_COMPONENT:g}"
+        )
+    metric = store.stored_outputs[0].metric.upper()
+    if vector.size and metric == "COSINE" and not np.any(vector):
+        raise ApiError(400, "the vector is all zeros: a cosine search needs a direction")
+    return vector.astype(np.float32)
+
+
 async def _by_vector(
-    opened: OpenCollection, vector: Any, query: SearchRequest, filter: str | None
+    opened: OpenCollection, vector: Any, query: SearchRequest, filter: str | None, limit: int | None = None
 ) -> list[Hit]:
     store = opened.store
-    search = lambda: store.search(vector, query.limit, filter or None, hybrid=query.hybrid)  # noqa: E731
+    search = lambda: search_store(store, vector, limit or query.limit, filter, query.hybrid)  # noqa: E731
     return await to_thread.run_sync(locked(opened.lock, search))
 
 
@@ -141,13 +197,17 @@ async def _on_worker(opened: OpenCollection, value: Any, query: SearchRequest) -
 
     def search(encoder: Encoder) -> list[Hit]:
         with opened.lock:
-            return store.search(value, query.limit, query.filter or None, hybrid=query.hybrid)
+            return search_store(store, value, query.limit, query.filter, query.hybrid)
 
     return await opened.served.batcher.call(search)
 
 
 async def _by_id(request: Request, opened: OpenCollection, query: SearchRequest) -> list[Hit]:
-    """Items like one already stored: its own vector, the item itself left out."""
+    """Items like one already stored: its own vector, the item itself left out.
+
+    The item is dropped from one extra hit rather than excluded by a filter: joined to the
+    caller's filter, an exclusion could be undone by it (``1==1) or (1==1``).
+    """
     key = item_key(str(query.id))
     field = opened.store.info.fields[opened.store.stored_outputs[0].name]
     pool = pool_of(request)
@@ -160,8 +220,8 @@ async def _by_id(request: Request, opened: OpenCollection, query: SearchRequest)
         if isinstance(vector, dict)
         else np.asarray(vector, "f4")
     )
-    others = f'id != "{key}"' + (f" and ({query.filter})" if query.filter else "")
-    return await _by_vector(opened, vector, query, others)
+    hits = await _by_vector(opened, vector, query, query.filter, query.limit + 1)
+    return [hit for hit in hits if hit.id != key][: query.limit]
 
 
 async def _by_text(opened: OpenCollection, query: SearchRequest) -> list[Hit]:
@@ -206,15 +266,16 @@ async def search_collection(name: str, request: Request) -> dict[str, Any]:
     if query.text is not None:
         hits = await _by_text(opened, query)
     elif query.vector is not None:
-        hits = await _by_vector(opened, np.asarray(query.vector, dtype=np.float32), query, query.filter)
+        hits = await _by_vector(opened, checked_vector(query.vector, store), query, query.filter)
     elif query.id is not None:
         hits = await _by_id(request, opened, query)
     else:
         data = upload if upload is not None else decode_base64(str(query.file), 0)
         hits = await _on_worker(opened, data, query)
     kind = kind_of(store.info.modality)
+    root = pool_of(request).settings.media_root
     # hit_json looks at each source on disk: off the event loop
-    return {"hits": await to_thread.run_sync(lambda: [hit_json(name, kind, hit) for hit in hits])}
+    return {"hits": await to_thread.run_sync(lambda: [hit_json(name, kind, hit, root) for hit in hits])}
 
 
 def _add(opened: OpenCollection, items: list[Item], positions: list[int]) -> dict[str, Any]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from multiembed.serve.errors import ApiError, parse_json
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from multiembed.serve.models import ModelPool
 
 router = APIRouter()
+T = TypeVar("T")
 
 
 def pool_of(request: Request) -> ModelPool:
@@ -66,6 +70,27 @@ async def _read_request(request: Request) -> tuple[EmbeddingRequest, list[Any] |
     return parsed, [data for _, data in form.files]
 
 
+async def _gone(request: Request) -> None:
+    """Returns once the client has hung up (uvicorn answers ``receive`` then, the body being read)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result; cancelled if the client leaves first, so a queued request is not embedded
+    for nobody (the worker skips a request whose future was cancelled)."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_gone(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        raise ClientDisconnect()
+    return task.result()
+
+
 def _texts(raw: Any) -> list[str]:
     inputs = [raw] if isinstance(raw, str) else list(raw)
     if inputs and not all(isinstance(item, str) for item in inputs):
@@ -99,7 +124,7 @@ async def create_embeddings(request: Request) -> Response:
         raise ApiError(400, f"model {served.name!r} gives {primary.dim}-d vectors, not {parsed.dimensions}")
     plan = plan_for(encoder, served.name, parsed.modality, parsed.role, files is not None)
     values = files if files is not None else values_for(inputs, plan.media)
-    encoded = await served.batcher.encode(values, plan.role)
+    encoded = await unless_gone(request, served.batcher.encode(values, plan.role))
     vectors = np.asarray(encoded.outputs[encoded.specs[0].name], dtype="<f4")
     if parsed.encoding_format == "base64":
         embeddings: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
@@ -139,11 +164,14 @@ async def list_models(request: Request) -> ModelList:
 @router.get(
     "/healthz",
     response_model=Health,
-    responses={503: {"model": Health, "description": "a model's worker is dead"}},
-    summary="Whether every model worker is alive",
+    responses={503: {"model": Health, "description": "a model is still loading, or its worker is dead"}},
+    summary="Whether every model is loaded and its worker alive",
 )
 async def health(request: Request) -> JSONResponse:
+    """200 only when every model can answer now: a load balancer must not send work to a server
+    whose models are still loading (``status`` says ``loading``; ``models`` has each one's state)."""
     states: dict[str, str] = {served.name: served.batcher.state for served in pool_of(request).served}
-    dead = [name for name, state in states.items() if state == "dead"]
-    body = Health(status="dead" if dead else "ok", models=states)
-    return JSONResponse(body.model_dump(), status_code=503 if dead else 200)
+    values = set(states.values())
+    status = "dead" if "dead" in values else "loading" if "loading" in values else "ok"
+    body = Health(status=status, models=states)
+    return JSONResponse(body.model_dump(), status_code=200 if status == "ok" else 503)

@@ -6,6 +6,7 @@ library (or model) is imported.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -66,6 +67,17 @@ class ServeSettings:
     #: whether the default text model may be skipped when it cannot be found (only when no
     #: --model was given: an explicit one that cannot be found is an error)
     default_models: bool = False
+    #: the folder relative recorded sources (``multiembed index photos`` records ``photos/a.jpg``)
+    #: are found under: by default the one the server is started in, which is right when it is
+    #: started where the collections were indexed. Absolute sources are used as they are.
+    media_root: str = field(default_factory=os.getcwd)
+    #: the most items waiting for one model; more get 503 + Retry-After instead of piling up
+    max_queue: int = 1024
+    #: the most connections uvicorn serves at once; more get 503 (bounds memory under a flood)
+    limit_concurrency: int = 256
+
+    def __post_init__(self) -> None:
+        self.media_root = os.path.abspath(self.media_root)  # fixed now, whatever the cwd becomes
 
     def model_specs(self) -> list[ModelSpec]:
         specs = [ModelSpec.parse(text) for text in self.models]
@@ -87,6 +99,12 @@ class ServeSettings:
             raise ConfigError(f"max_wait_ms must be between 0 and 1000, got {self.max_wait_ms}")
         if self.max_inputs < 1:
             raise ConfigError(f"max_inputs must be >= 1, got {self.max_inputs}")
+        if self.max_queue < 1:
+            raise ConfigError(f"max_queue must be >= 1, got {self.max_queue}")
+        if self.limit_concurrency < 1:
+            raise ConfigError(f"limit_concurrency must be >= 1, got {self.limit_concurrency}")
+        if not os.path.isdir(self.media_root):
+            raise ConfigError(f"the media root {self.media_root} is not a folder")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty")
         self.model_specs()

@@ -3,7 +3,6 @@
 "use strict";
 
 (function () {
-  const KEY = window.MULTIEMBED_KEY || "";
   const LIMIT = 12;
   const $ = (id) => document.getElementById(id);
   const form = $("search-form");
@@ -17,20 +16,15 @@
   let busy = 0;
   let latest = 0; // only the newest search may show its results
 
-  // Every request carries the key as a bearer header; media URLs (img/audio/video src) as ?key=.
+  // With an API key, the key travels in the HttpOnly cookie the server set when the page was
+  // opened with ?key=: same-origin fetches and <img>/<audio>/<video> send it, no URL holds it.
   function api(path, options) {
-    const opts = Object.assign({}, options || {});
-    const headers = new Headers(opts.headers || {});
-    if (KEY) headers.set("Authorization", "Bearer " + KEY);
-    opts.headers = headers;
+    const opts = Object.assign({ credentials: "same-origin" }, options || {});
     return fetch(new URL(path.replace(/^\//, ""), document.baseURI), opts);
   }
 
   function mediaUrl(url) {
-    if (!url) return "";
-    const full = new URL(url, document.baseURI);
-    if (KEY) full.searchParams.set("key", KEY);
-    return full.href;
+    return url ? new URL(url, document.baseURI).href : "";
   }
 
   // The server's errors are {"error": {"message": ...}}; anything else gets the HTTP status.
