@@ -3,7 +3,9 @@ real uvicorn server on 127.0.0.1 in a background thread.
 
 ``build_library(root)`` makes, in ``root``, a tiny text model and a tiny CLIP, a few photo files
 and a Milvus Lite database holding two collections: ``notes`` (texts) and ``photos`` (the photo
-files, image-text); ``videos=True`` adds ``clips`` (two video files, video with the tiny CLIP).
+files, image-text); ``videos=True`` adds ``clips`` (two video files, video with the tiny CLIP) and
+``audio=True`` adds ``sounds`` (a few short wav files, audio with a tiny Whisper). Collections with
+no served model (``clips``, ``sounds``) are searched with the model they recorded.
 ``running_server(app)`` serves an app on a free port and yields its base URL.
 """
 
@@ -52,6 +54,9 @@ class Library:
     videos: list[Path] = field(default_factory=list)
     #: collection name -> modality
     collections: dict[str, str] = field(default_factory=dict)
+    #: the ``sounds`` collection's wav files and the tiny Whisper behind it (``audio=True``)
+    sounds: list[Path] = field(default_factory=list)
+    whisper_model: Path | None = None
 
     def model_specs(self) -> list[str]:
         """``--model`` specs serving the library's two tiny models as ``text`` and ``clip``."""
@@ -66,8 +71,26 @@ def _store(uri: str, name: str, modality: str, model: Path, items: list[Any]) ->
         assert not report.errors, report.errors
 
 
-def build_library(root: Path, *, videos: bool = False) -> Library:
-    """Tiny models, media files and a Milvus Lite database with ``notes`` and ``photos`` (+ ``clips``)."""
+def _sounds(root: Path) -> list[Path]:
+    """Four short, distinct mono wav files (tones, a sweep, noise) at 16 kHz."""
+    from tests.media_files import chirp, tone, write_audio
+
+    rate = 16000
+    noise = np.random.default_rng(0).normal(0, 0.1, rate).astype(np.float32)
+    clips = {
+        "tone220": tone(1.0, rate, 220.0),
+        "tone1760": tone(0.75, rate, 1760.0),
+        "sweep": chirp(1.25, rate, 200.0, 4000.0),
+        "noise": noise,
+    }
+    folder = root / "sounds"
+    folder.mkdir(exist_ok=True)
+    return [write_audio(folder / f"{name}.wav", samples, rate) for name, samples in clips.items()]
+
+
+def build_library(root: Path, *, videos: bool = False, audio: bool = False) -> Library:
+    """Tiny models, media files and a Milvus Lite database with ``notes`` and ``photos`` (+ ``clips``,
+    + ``sounds``)."""
     from tests.image_files import photo
     from tests.tiny_models import tiny_clip_dir, tiny_sentence_transformer
 
@@ -96,7 +119,18 @@ def build_library(root: Path, *, videos: bool = False) -> Library:
         ]
         _store(uri, "clips", "video", clip_model, list(clips))
         collections["clips"] = "video"
-    return Library(root, uri, text_model, clip_model, list(NOTES), photos, clips, collections)
+    sounds: list[Path] = []
+    whisper_model: Path | None = None
+    if audio:
+        from tests.tiny_models import tiny_whisper_dir
+
+        whisper_model = tiny_whisper_dir(root / "models")
+        sounds = _sounds(root)
+        _store(uri, "sounds", "audio", whisper_model, list(sounds))
+        collections["sounds"] = "audio"
+    return Library(
+        root, uri, text_model, clip_model, list(NOTES), photos, clips, collections, sounds, whisper_model
+    )
 
 
 def free_port() -> int:

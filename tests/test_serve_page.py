@@ -3,7 +3,7 @@
 Debian's `chromium` (installed by .ci/run) is driven by Playwright for Python through
 `executable_path`; Playwright never downloads a browser. The page is served by a real uvicorn
 server on 127.0.0.1 over the serve tests' library (tests/serve_support.py): photo files in a CLIP
-image-text collection, texts, and video files, all embedded with tiny random models. Expected
+image-text collection, texts, video files and wav files, all embedded with tiny random models. Expected
 rankings are computed here, straight from the encoders. A screenshot of the results is kept as a
 test artifact in tests/artifacts/ (or $MULTIEMBED_TEST_ARTIFACTS when set).
 """
@@ -78,7 +78,7 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
-    return build_library(tmp_path_factory.mktemp("page-library"), videos=True)
+    return build_library(tmp_path_factory.mktemp("page-library"), videos=True, audio=True)
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,32 @@ def photos(library: Library) -> Photos:
     result = encoder.encode(library.photos)
     assert not result.errors and len(result.ids) == len(library.photos)
     return Photos(list(library.photos), list(result.ids), result.vectors, encoder)
+
+
+@dataclass(frozen=True)
+class Sounds:
+    """The `sounds` collection's wav files, their ids and Whisper vectors, computed here."""
+
+    files: list[Path]
+    ids: list[str]
+    vectors: np.ndarray
+
+    def ranking(self, vector: np.ndarray) -> list[str]:
+        return [self.ids[i] for i in np.argsort(-(self.vectors @ vector))]
+
+    def margin(self, item: str) -> float:
+        """How far the sound nearest to `item` (other than itself) leads the next one."""
+        scores = np.sort(self.vectors @ self.vectors[self.ids.index(item)])
+        return float(scores[-2] - scores[-3])
+
+
+@pytest.fixture(scope="module")
+def sounds(library: Library) -> Sounds:
+    assert library.whisper_model is not None
+    encoder = multiembed.load("audio", str(library.whisper_model), device="cpu", workers=0)
+    result = encoder.encode(library.sounds)
+    assert not result.errors and len(result.ids) == len(library.sounds)
+    return Sounds(list(library.sounds), list(result.ids), result.vectors)
 
 
 def serve(library: Library, api_key: str | None = None) -> Iterator[str]:
@@ -259,6 +285,42 @@ def test_text_hits_show_snippets_and_video_hits_posters(chromium: Any, server: s
     video = first.locator("video")
     assert "/media/" in video.get_attribute("src")
     page.wait_for_function("v => v.readyState >= 1 && v.duration > 0", arg=video.element_handle())
+    tab.close()
+
+
+def test_audio_hits_play_and_search_by_example(chromium: Any, server: str, sounds: Sounds) -> None:
+    tab = open_page(chromium, server, "sounds")
+    page = tab.page
+    upload = lambda: page.set_input_files('[data-testid="file-input"]', sounds.files[1])  # noqa: E731
+    response, ids = tab.search(upload, "sounds")
+    assert response.status == 200
+    assert response.request.headers["content-type"].startswith("multipart/form-data")
+    assert ids[0] == sounds.ids[1] and sorted(ids) == sorted(sounds.ids)
+    assert set(tab.hits("kind")) == {"audio"}
+    first = page.locator('[data-testid="hit"]').first
+    assert first.get_attribute("data-source") == str(sounds.files[1])
+    players = page.locator('[data-testid="hit-audio"]')
+    assert players.count() == len(sounds.ids)
+    audio = first.locator("audio")
+    assert audio.get_attribute("src") == f"{server}/collections/sounds/media/{sounds.ids[1]}"
+    assert audio.get_attribute("controls") is not None
+    page.wait_for_function("a => a.readyState >= 1 && a.duration > 0", arg=audio.element_handle())
+    duration = audio.evaluate("a => a.duration")
+    assert abs(duration - 0.75) < 0.05, duration  # tone1760.wav: 0.75 s
+
+    # "More like this" on the hit whose nearest other sound leads by the widest margin.
+    clicked, neighbours = max(((i, sounds.ranking(sounds.vectors[sounds.ids.index(i)])) for i in ids),
+                              key=lambda pair: sounds.margin(pair[0]))  # fmt: skip
+    assert sounds.margin(clicked) > 1e-4, "the tiny Whisper ranks the sounds too close"
+    more = page.locator(f'[data-testid="hit"][data-id="{clicked}"] [data-testid="hit-open"]')
+    assert more.inner_text() == "More like this"
+    response, after = tab.search(more.click, "sounds")
+    assert response.status == 200 and response.request.post_data_json == {"id": clicked, "limit": LIMIT}
+    assert clicked not in after
+    assert after[0] == neighbours[1] and sorted(after) == sorted(neighbours[1:])
+    assert set(tab.hits("kind")) == {"audio"}
+    assert "items like" in page.locator('[data-testid="status"]').inner_text()
+    assert page.locator('[data-testid="error"]').is_hidden()
     tab.close()
 
 

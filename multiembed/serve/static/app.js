@@ -213,7 +213,7 @@
       children.push(
         hit.media_url
           ? element("audio", {
-              controls: true, preload: "none", src: mediaUrl(hit.media_url),
+              controls: true, preload: "metadata", src: mediaUrl(hit.media_url),
               "aria-label": "Audio: " + label(hit), "data-testid": "hit-audio",
             })
           : element("span", { class: "placeholder", text: "audio: no player" })
