@@ -227,9 +227,16 @@ class DevicePolicy:
                 yield
 
     def move(self, batch: Any) -> Any:
-        """Move every tensor in a (nested) batch to the device; leave everything else alone."""
+        """Move every tensor in a (nested) batch to the device; leave everything else alone.
+
+        On CUDA a host tensor is first copied into pinned (page-locked) memory and then sent with
+        ``non_blocking=True``: from ordinary pageable memory the driver stages the copy through its
+        own pinned buffer and the "non-blocking" copy blocks anyway. The pinned buffers come from
+        torch's caching host allocator, which keeps each alive until its copy has finished.
+        """
         if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=self.device.type == "cuda")
+            pin, non_blocking = copy_plan(self.device.type, batch.device.type)
+            return (batch.pin_memory() if pin else batch).to(self.device, non_blocking=non_blocking)
         if isinstance(batch, dict):
             return {key: self.move(value) for key, value in batch.items()}
         if isinstance(batch, (list, tuple)):
@@ -240,3 +247,12 @@ class DevicePolicy:
         if self.backend == "torch":
             return f"{self.device} {dtype_name(self.dtype)}"
         return f"{self.device} {self.backend} {self.precision or 'any'}"
+
+
+def copy_plan(target: str, source: str) -> tuple[bool, bool]:
+    """(pin first, copy non-blocking) for a tensor on device type ``source`` going to ``target``.
+
+    Only host-to-CUDA copies gain from both; MPS and CPU targets copy synchronously as before.
+    """
+    to_cuda = target == "cuda"
+    return to_cuda and source == "cpu", to_cuda

@@ -78,3 +78,27 @@ def test_move_handles_nested_batches():
     moved = policy.move(batch)
     assert moved["modality"] == "text" and moved["n"] == 3
     assert moved["nested"][0].device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("target", "source", "plan"),
+    [
+        ("cuda", "cpu", (True, True)),
+        ("cuda", "cuda", (False, True)),
+        ("cpu", "cpu", (False, False)),
+        ("mps", "cpu", (False, False)),
+    ],
+)
+def test_host_to_cuda_copies_are_pinned_and_non_blocking(target, source, plan):
+    from multiembed.device import copy_plan
+
+    assert copy_plan(target, source) == plan
+
+
+def test_moving_to_the_cpu_keeps_tensors_as_they_are():
+    policy = DevicePolicy(torch.device("cpu"))
+    batch = {"pixels": torch.ones(2, 3), "names": ["a", "b"], "pair": (torch.zeros(1), 5)}
+    moved = policy.move(batch)
+    assert moved["pixels"] is batch["pixels"] and moved["names"] == ["a", "b"]
+    assert moved["pair"][0] is batch["pair"][0] and moved["pair"][1] == 5
+    assert not moved["pixels"].is_pinned()
