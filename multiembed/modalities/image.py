@@ -3,7 +3,9 @@
 Three libraries, one encoder. Each backbone brings the preprocessing that belongs to its weights
 (they differ: torchvision V2 resizes to 232 bilinear, Hugging Face's ResNet to 256 bicubic, timm
 uses its own data config), so the vectors equal what that library gives when called directly.
-Decoding and the transform run in worker processes (``workers``) ahead of the model.
+Decoding and the transform run in worker processes (``workers``) ahead of the model, or, with
+``gpu_decode`` (torchvision backbones), JPEGs are decoded in batches on the model's device in the main
+process (:mod:`multiembed.image_tensor_decode`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from multiembed.device import DevicePolicy
 from multiembed.encoder import Encoder, ModelOutput, Role
 from multiembed.errors import ConfigError, ModelNotFoundError
 from multiembed.extras import require
+from multiembed.image_tensor_decode import JpegLoader, TensorTransform, decode_batch
 from multiembed.images import (
     DEFAULT_IMAGE_MAX_BYTES,
     IMAGE_EXTENSIONS,
@@ -260,7 +263,13 @@ class ImageEncoder(Encoder):
         batch_size: int = 32,
         workers: int | None = None,
         limits: ImageLimits | None = None,
+        gpu_decode: bool = False,
     ) -> None:
+        if gpu_decode and backbone.library != "torchvision":
+            raise ConfigError(
+                f"gpu_decode needs a torchvision backbone (its transform is plain tensor ops); a "
+                f"{backbone.library} model's preprocessing runs on PIL images only"
+            )
         dim = _probe_dim(backbone.module.eval(), backbone.transform)
         super().__init__(
             model_id=model_id,
@@ -272,7 +281,12 @@ class ImageEncoder(Encoder):
         )
         self.module = policy.place(backbone.module, channels_last=True)
         self.backbone = backbone
-        self._loader = ImageLoader(backbone.transform, limits or ImageLimits())
+        self._pil_loader = ImageLoader(backbone.transform, limits or ImageLimits())
+        #: set with ``gpu_decode``: JPEGs decoded and transformed on the device in ``preprocess``
+        self._tensor_transform = TensorTransform(**backbone.options) if gpu_decode else None
+        self._loader: ImageLoader | JpegLoader = (
+            JpegLoader(self._pil_loader) if gpu_decode else self._pil_loader
+        )
 
     @classmethod
     def from_pretrained(
@@ -291,8 +305,15 @@ class ImageEncoder(Encoder):
         mean: list[float] | None = None,
         std: list[float] | None = None,
         interpolation: str | None = None,
+        gpu_decode: bool = False,
     ) -> ImageEncoder:
-        """The transform options (torchvision backbones only) override the weights' own preset."""
+        """The transform options (torchvision backbones only) override the weights' own preset.
+
+        ``gpu_decode=True`` (torchvision backbones; meant for CUDA, allowed on the CPU) decodes JPEGs
+        with ``torchvision.io.decode_jpeg`` in batches on the device, in the main process, and runs
+        the transform there as tensor ops; other files keep the PIL path. Vectors differ slightly
+        from PIL's (resize rounding), so the option is part of the identity.
+        """
         transform_options = {
             "resize_size": resize_size,
             "crop_size": crop_size,
@@ -310,18 +331,23 @@ class ImageEncoder(Encoder):
             batch_size=batch_size,
             workers=workers,
             limits=limits,
+            gpu_decode=gpu_decode,
         )
 
-    def loader(self, role: Role) -> ImageLoader:
+    def loader(self, role: Role) -> ImageLoader | JpegLoader:
         return self._loader
 
     def identity_options(self) -> dict[str, Any]:
-        return {**super().identity_options(), **self.backbone.options}
+        # recorded only when on, so identities saved before the option existed still match
+        gpu = {"gpu_decode": True} if self._tensor_transform is not None else {}
+        return {**super().identity_options(), **self.backbone.options, **gpu}
 
     def details(self) -> dict[str, Any]:
         return {"pooling": "backbone", "library": self.backbone.library, **self.backbone.details}
 
-    def preprocess(self, raws: list[np.ndarray], role: Role) -> torch.Tensor:
+    def preprocess(self, raws: list[Any], role: Role) -> torch.Tensor:
+        if self._tensor_transform is not None:
+            return decode_batch(raws, self._tensor_transform, self._pil_loader, self.device)
         return torch.from_numpy(np.stack(raws)).contiguous(memory_format=torch.channels_last)
 
     def forward(self, batch: torch.Tensor, role: Role) -> ModelOutput:
