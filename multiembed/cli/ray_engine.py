@@ -201,42 +201,17 @@ def encode(args: argparse.Namespace, items: Iterable[Item], role: Role, output: 
 
 def index(args: argparse.Namespace) -> int:
     """``multiembed index --engine ray``: embedded by actors, upserted by :class:`MilvusSink`."""
-    from multiembed.cli.bulk import index_params
-    from multiembed.cli.store import _no_collection
+    from multiembed.cli.store import _no_collection, collection_options, index_inputs
     from multiembed.ray.sink import MilvusSink
-    from multiembed.registry import get
-    from multiembed.sources import expand_all
 
     started = time.perf_counter()
-    sink = MilvusSink(
-        args.uri,
-        args.collection,
-        modality=args.modality,
-        model=args.model,
-        hybrid=args.hybrid,
-        index_type=args.index_type,
-        index_params=index_params(args),
-        accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
-        **common.encoder_options(args),
-    )
+    sink = MilvusSink(args.uri, args.collection, **collection_options(args))
     try:
         encoder = sink.open()
     except CollectionNotFoundError as error:
         raise common.UsageError(_no_collection(error, args.uri)) from None
     assert sink.info is not None
-    if sink.row_shortfall:
-        print(
-            f"multiembed: warning: {sink.row_shortfall}; the missing items among these inputs "
-            "are stored again",
-            file=sys.stderr,
-        )
-    spec = get(sink.info.modality)
-    try:
-        items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
-    except common.UsageError:
-        if sink.created:  # made for this run, which has nothing to put in it: leave nothing behind
-            sink.drop()
-        raise
+    _, items = index_inputs(args, sink, sink.info.modality)
     modality, model, options = sink.encoder_arguments()
     known = sink.stored_keys()  # before the job: on Lite, its write task holds the database
     with cluster(args, verbose=args.verbose):

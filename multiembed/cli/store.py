@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multiembed.cli import common
 from multiembed.cli.bulk import index_params
@@ -18,7 +18,11 @@ from multiembed.registry import get
 from multiembed.sources import count_items, expand_all
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from multiembed.embeddings import ItemError
+    from multiembed.registry import ModalitySpec
+    from multiembed.sources import Item
 
 
 def _no_collection(error: CollectionNotFoundError, uri: str) -> str:
@@ -27,6 +31,51 @@ def _no_collection(error: CollectionNotFoundError, uri: str) -> str:
         f"no collection {error.collection!r} in {uri} (collections there: {there}); make one with "
         f"`multiembed index INPUT --modality MODALITY --collection {error.collection}`"
     )
+
+
+class IndexTarget(Protocol):
+    """What ``index`` writes into on either engine: a :class:`MilvusStore` or a Ray ``MilvusSink``."""
+
+    created: bool
+    row_shortfall: str | None
+
+    def drop(self) -> None: ...
+
+
+def collection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """How ``index`` opens or creates its collection; the store and the Ray sink take the same."""
+    return {
+        "modality": args.modality,
+        "model": args.model,
+        "hybrid": args.hybrid,
+        "index_type": args.index_type,
+        "index_params": index_params(args),
+        "accept_row_count": "repair",  # indexing its inputs again is how a damaged collection is repaired
+        **common.encoder_options(args),
+    }
+
+
+def index_inputs(
+    args: argparse.Namespace, target: IndexTarget, modality: str
+) -> tuple[ModalitySpec, Iterator[Item]]:
+    """The collection's modality and the inputs to index, after warning about missing rows.
+
+    A collection made for this run that then finds nothing to put in it is dropped again.
+    """
+    if target.row_shortfall:
+        print(
+            f"multiembed: warning: {target.row_shortfall}; the missing items among these inputs "
+            "are stored again",
+            file=sys.stderr,
+        )
+    spec = get(modality)
+    try:
+        items = common.first_or_fail(expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions)
+    except common.UsageError:
+        if target.created:  # made for this run, which has nothing to put in it: leave nothing behind
+            target.drop()
+        raise
+    return spec, items
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -48,36 +97,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         return ray_engine.index(args)
     started = time.perf_counter()
     try:
-        store = MilvusStore(
-            args.uri,
-            args.collection,
-            modality=args.modality,
-            model=args.model,
-            hybrid=args.hybrid,
-            index_type=args.index_type,
-            index_params=index_params(args),
-            device=args.device,
-            accept_row_count="repair",  # indexing its inputs again is how a damaged collection is repaired
-            **common.encoder_options(args),
-        )
+        store = MilvusStore(args.uri, args.collection, device=args.device, **collection_options(args))
     except CollectionNotFoundError as error:
         raise common.UsageError(_no_collection(error, args.uri)) from None
     with store:
-        if store.row_shortfall:
-            print(
-                f"multiembed: warning: {store.row_shortfall}; the missing items among these inputs "
-                "are stored again",
-                file=sys.stderr,
-            )
-        spec = get(store.info.modality)
-        try:
-            items = common.first_or_fail(
-                expand_all(spec, args.inputs), " ".join(args.inputs), spec.extensions
-            )
-        except common.UsageError:
-            if store.created:  # made for this run, which has nothing to put in it: leave nothing behind
-                store.drop()
-            raise
+        spec, items = index_inputs(args, store, store.info.modality)
         added = skipped = 0
         errors: list[ItemError] = []
         total = count_items(spec, args.inputs)
