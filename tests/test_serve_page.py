@@ -82,8 +82,8 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Library:
 
 
 @dataclass(frozen=True)
-class Photos:
-    """The `photos` collection's files, their ids and CLIP vectors, computed here."""
+class Embedded:
+    """One collection's files, their ids and vectors, computed here straight from its encoder."""
 
     files: list[Path]
     ids: list[str]
@@ -94,43 +94,27 @@ class Photos:
         return [self.ids[i] for i in np.argsort(-(self.vectors @ vector))]
 
     def margin(self, item: str) -> float:
-        """How far the photo nearest to `item` (other than itself) leads the next one."""
+        """How far the file nearest to `item` (other than itself) leads the next one."""
         scores = np.sort(self.vectors @ self.vectors[self.ids.index(item)])
         return float(scores[-2] - scores[-3])
 
 
-@pytest.fixture(scope="module")
-def photos(library: Library) -> Photos:
-    encoder = multiembed.load("image-text", str(library.clip_model), device="cpu", workers=0)
-    result = encoder.encode(library.photos)
-    assert not result.errors and len(result.ids) == len(library.photos)
-    return Photos(list(library.photos), list(result.ids), result.vectors, encoder)
-
-
-@dataclass(frozen=True)
-class Sounds:
-    """The `sounds` collection's wav files, their ids and Whisper vectors, computed here."""
-
-    files: list[Path]
-    ids: list[str]
-    vectors: np.ndarray
-
-    def ranking(self, vector: np.ndarray) -> list[str]:
-        return [self.ids[i] for i in np.argsort(-(self.vectors @ vector))]
-
-    def margin(self, item: str) -> float:
-        """How far the sound nearest to `item` (other than itself) leads the next one."""
-        scores = np.sort(self.vectors @ self.vectors[self.ids.index(item)])
-        return float(scores[-2] - scores[-3])
+def embedded(modality: str, model: Path, files: list[Path]) -> Embedded:
+    encoder = multiembed.load(modality, str(model), device="cpu", workers=0)
+    result = encoder.encode(files)
+    assert not result.errors and len(result.ids) == len(files)
+    return Embedded(list(files), list(result.ids), result.vectors, encoder)
 
 
 @pytest.fixture(scope="module")
-def sounds(library: Library) -> Sounds:
+def photos(library: Library) -> Embedded:
+    return embedded("image-text", library.clip_model, list(library.photos))
+
+
+@pytest.fixture(scope="module")
+def sounds(library: Library) -> Embedded:
     assert library.whisper_model is not None
-    encoder = multiembed.load("audio", str(library.whisper_model), device="cpu", workers=0)
-    result = encoder.encode(library.sounds)
-    assert not result.errors and len(result.ids) == len(library.sounds)
-    return Sounds(list(library.sounds), list(result.ids), result.vectors)
+    return embedded("audio", library.whisper_model, list(library.sounds))
 
 
 def serve(library: Library, api_key: str | None = None) -> Iterator[str]:
@@ -196,7 +180,7 @@ def open_page(browser: Any, base_url: str, collection: str, query: str = "") -> 
     return tab
 
 
-def best_query(photos: Photos) -> tuple[str, list[str]]:
+def best_query(photos: Embedded) -> tuple[str, list[str]]:
     """The query whose best photo leads the runner-up by the widest margin, and its ranking."""
     queries = np.stack(photos.encoder.encode_queries(QUERIES))
     scores = queries @ photos.vectors.T
@@ -207,7 +191,7 @@ def best_query(photos: Photos) -> tuple[str, list[str]]:
 
 
 def test_text_query_shows_the_expected_photo_and_clicking_it_searches_by_example(
-    chromium: Any, server: str, photos: Photos
+    chromium: Any, server: str, photos: Embedded
 ) -> None:
     query, ranking = best_query(photos)
     tab = open_page(chromium, server, "photos")
@@ -243,7 +227,7 @@ def test_text_query_shows_the_expected_photo_and_clicking_it_searches_by_example
     tab.close()
 
 
-def test_uploaded_and_dropped_files_search_by_example(chromium: Any, server: str, photos: Photos) -> None:
+def test_uploaded_and_dropped_files_search_by_example(chromium: Any, server: str, photos: Embedded) -> None:
     tab = open_page(chromium, server, "photos")
     page = tab.page
     upload = lambda: page.set_input_files('[data-testid="file-input"]', photos.files[2])  # noqa: E731
@@ -288,7 +272,7 @@ def test_text_hits_show_snippets_and_video_hits_posters(chromium: Any, server: s
     tab.close()
 
 
-def test_audio_hits_play_and_search_by_example(chromium: Any, server: str, sounds: Sounds) -> None:
+def test_audio_hits_play_and_search_by_example(chromium: Any, server: str, sounds: Embedded) -> None:
     tab = open_page(chromium, server, "sounds")
     page = tab.page
     upload = lambda: page.set_input_files('[data-testid="file-input"]', sounds.files[1])  # noqa: E731
@@ -339,7 +323,7 @@ def test_failed_requests_show_the_servers_message(chromium: Any, server: str) ->
     tab.close()
 
 
-def test_media_are_served_only_from_recorded_sources(server: str, photos: Photos) -> None:
+def test_media_are_served_only_from_recorded_sources(server: str, photos: Embedded) -> None:
     with httpx.Client(base_url=server, timeout=30) as client:
         media = client.get(f"/collections/photos/media/{photos.ids[0]}")
         assert media.status_code == 200 and media.content == photos.files[0].read_bytes()
@@ -351,7 +335,7 @@ def test_media_are_served_only_from_recorded_sources(server: str, photos: Photos
 
 
 def test_the_page_takes_the_key_from_its_address_once(
-    chromium: Any, keyed_server: str, photos: Photos
+    chromium: Any, keyed_server: str, photos: Embedded
 ) -> None:
     """With an API key the page is opened once with ?key=: the server sets an HttpOnly cookie, the
     page drops the key from its address, and its API calls and thumbnails work by the cookie alone
