@@ -30,20 +30,29 @@ FULL = {"images": 200, "rounds": 3}
 QUICK = {"images": 32, "rounds": 2}
 
 
-def synthetic_jpegs(folder: Path, count: int) -> list[Path]:
-    """640x480 JPEGs of smooth gradients plus noise (realistic decode cost, not flat colour)."""
+def gradient_jpegs(count: int, width: int = 640, height: int = 480) -> list[bytes]:
+    """JPEGs of smooth gradients plus noise (realistic decode cost, not flat colour), reproducible."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:480, 0:640]
-    paths = []
-    for index in range(count):
-        base = np.stack([x / 640, y / 480, (x + y) / 1120], axis=-1) * 255 * rng.uniform(0.4, 1, 3)
+    y, x = np.mgrid[0:height, 0:width]
+    encoded = []
+    for _ in range(count):
+        base = np.stack([x / width, y / height, (x + y) / (width + height)], axis=-1)
+        base = base * 255 * rng.uniform(0.4, 1, 3)
         pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def synthetic_jpegs(folder: Path, count: int) -> list[Path]:
+    """640x480 gradient JPEGs written to ``folder``."""
+    paths = []
+    for index, data in enumerate(gradient_jpegs(count)):
         path = folder / f"{index:04d}.jpg"
-        path.write_bytes(buffer.getvalue())
+        path.write_bytes(data)
         paths.append(path)
     return paths
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import re
@@ -79,19 +78,9 @@ def small_resnet(folder: Path) -> Path:
 
 def jpegs(count: int) -> list[str]:
     """Base64 224x224 JPEGs of noisy gradients."""
-    import numpy as np
-    from PIL import Image
+    from image import gradient_jpegs
 
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:224, 0:224]
-    encoded = []
-    for _ in range(count):
-        base = np.stack([x / 224, y / 224, (x + y) / 448], axis=-1) * 255 * rng.uniform(0.4, 1, 3)
-        pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
-    return encoded
+    return [base64.b64encode(data).decode("ascii") for data in gradient_jpegs(count, 224, 224)]
 
 
 def free_port() -> int:
