@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,11 +227,18 @@ def embed_one(url: str, text: str) -> httpx.Response:
     return httpx.post(f"{url}/v1/embeddings", json={"model": "text", "input": text}, timeout=30)
 
 
-def raw_request(url: str, request: bytes) -> None:
-    """Send ``request`` over a fresh connection and hang up without reading the answer."""
+def raw_request(url: str, request: bytes, hang_up_when: Callable[[], bool] | None = None) -> None:
+    """Send ``request`` over a fresh connection and hang up without reading the answer.
+
+    With ``hang_up_when``, the connection stays open until it returns true (or 10 s pass): a client
+    that leaves after the server has started on its request, not one gone before it was read.
+    """
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=5) as sock:
         sock.sendall(request)
+        deadline = time.monotonic() + 10
+        while hang_up_when is not None and not hang_up_when() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 def vectors_of(response: httpx.Response) -> np.ndarray:

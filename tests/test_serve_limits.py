@@ -94,11 +94,13 @@ def test_clients_that_hang_up_mid_request_do_not_hurt_the_worker(library: Librar
             first = threads.submit(embed_one, url, "keeps the worker busy")
             assert gate.entered.wait(10)
             body = json.dumps({"model": "text", "input": ["a long wait"] * 37}).encode()
-            raw_request(url, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)  # gone at once
-            deadline = time.monotonic() + 10
-            while batcher.queued and time.monotonic() < deadline:  # the server saw it leave
-                time.sleep(0.02)
-            assert batcher.queued == 0
+            request = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+            for hang_up_when in (None, lambda: batcher.queued == 37):  # gone at once; gone once queued
+                raw_request(url, request, hang_up_when)
+                deadline = time.monotonic() + 10
+                while batcher.queued and time.monotonic() < deadline:  # the server saw it leave
+                    time.sleep(0.02)
+                assert batcher.queued == 0
             gate.release.set()
             assert first.result().status_code == 200
         assert batcher.state == "ok"

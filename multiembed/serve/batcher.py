@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from multiembed.errors import BackendError, MultiembedError
@@ -67,6 +67,8 @@ class Encoded:
 class _Waiter(Generic[T]):
     future: asyncio.Future[T]
     loop: asyncio.AbstractEventLoop
+    #: still counted in ``Batcher.queued`` (until the worker starts it or its client leaves)
+    counted: bool = field(default=False, init=False)
 
     def settle(self, value: T | None = None, error: BaseException | None = None) -> None:
         """Answer from the worker thread; a request whose client left (cancelled) is skipped."""
@@ -179,27 +181,39 @@ class Batcher:
                     f"(the limit is {self.max_queue}); retry shortly"
                 )
             self._queued += size
+            task.counted = True
             self._queue.put(task)
 
     def _started_on(self, tasks: list[Any]) -> None:
-        """The worker has taken ``tasks`` off the queue for good: they no longer count as waiting."""
-        size = sum(_size(task) for task in tasks if isinstance(task, _Waiter))
+        """``tasks`` no longer wait: the worker took them, or their clients left.
+
+        A request whose client hangs up stops counting at once, not when the worker reaches it, so
+        it does not hold a place under ``max_queue`` while the model is busy with others.
+        """
         with self._lock:
-            self._queued = max(0, self._queued - size)
+            for task in tasks:
+                if isinstance(task, _Waiter) and task.counted:
+                    task.counted = False
+                    self._queued = max(0, self._queued - _size(task))
+
+    async def _wait(self, task: _Waiter[T]) -> T:
+        """``task``'s answer; if the caller is cancelled (its client left), it stops counting."""
+        self._submit(task)
+        try:
+            return await task.future
+        except asyncio.CancelledError:
+            self._started_on([task])
+            raise
 
     async def encode(self, values: list[Any], role: Role) -> Encoded:
         """The vectors of ``values``, merged with other requests; raises ItemFailure for a bad item."""
         loop = asyncio.get_running_loop()
-        task = _Encode(loop.create_future(), loop, values, role)
-        self._submit(task)
-        return await task.future
+        return await self._wait(_Encode(loop.create_future(), loop, values, role))
 
     async def call(self, function: Callable[[Encoder], T]) -> T:
         """Run ``function(encoder)`` on the worker thread (work that needs the model, unbatched)."""
         loop = asyncio.get_running_loop()
-        task = _Job(loop.create_future(), loop, function)
-        self._submit(task)
-        result: T = await task.future
+        result: T = await self._wait(_Job(loop.create_future(), loop, function))
         return result
 
     async def ready(self) -> Encoder:
@@ -319,6 +333,9 @@ class Batcher:
                 except queue.Empty:
                     break
             self._queued = 0
+            for task in pending:
+                if isinstance(task, _Waiter):
+                    task.counted = False
         for task in pending:
             if isinstance(task, _Waiter):
                 task.settle(error=WorkerDead(f"model {self.name!r} stopped: {reason}"))
