@@ -210,7 +210,7 @@ def test_stopping_does_not_wait_for_models_still_loading(encoders: dict[str, Any
         batcher.start()
     started = time.monotonic()
     stop_all(loading, timeout=5)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 4.0  # well under the 5 s it would wait for a loading model
     gate.set()  # each finishes loading, sees it was told to stop, and ends
     deadline = time.monotonic() + 10
     while any(batcher.state == "loading" for batcher in loading) and time.monotonic() < deadline:
