@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,12 @@ PARITY = 1e-5
 
 
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     cache = tmp_path / "user-cache"
     monkeypatch.setenv("MULTIEMBED_CACHE", str(cache))
     cpu_features.cache_clear()
-    return cache
+    yield cache
+    cpu_features.cache_clear()  # a test's MULTIEMBED_CPU_FEATURES must not outlive it
 
 
 @pytest.fixture

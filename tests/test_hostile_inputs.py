@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from tests.image_files import photo
 from tests.media_files import write_video
 
 ROOT = Path(__file__).resolve().parent.parent
+#: what an exploit in a hostile file would create; per run, so a leftover from elsewhere cannot fail it
+MARKER = Path(tempfile.gettempdir()) / f"multiembed-pwned-{os.getpid()}"
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -176,7 +179,7 @@ def test_long_texts_keep_parity_with_sentence_transformers(minilm_dir):
 # ---- damaged and malicious weights -----------------------------------------------------------------
 class Exploit:
     def __reduce__(self):
-        return (os.system, ("touch /tmp/multiembed-pwned",))
+        return (os.system, (f"touch {MARKER}",))
 
 
 @pytest.fixture
@@ -211,7 +214,7 @@ def test_damaged_weights_are_a_model_error_naming_the_file(damaged_text_models, 
         multiembed.load("text", str(folder), device="cpu")
     assert str(caught.value).startswith(f"{folder}") and f"{file}: {reason}" in str(caught.value)
     assert "\n" not in str(caught.value)
-    assert not Path("/tmp/multiembed-pwned").exists()
+    assert not MARKER.exists()
 
 
 @pytest.mark.slow
@@ -225,7 +228,7 @@ def test_the_cli_reports_malicious_weights_in_one_line_with_exit_2(damaged_text_
         f"multiembed: error: {folder}/pytorch_model.bin: refused: it is a pickle that would run code "
         "or build objects (only weights are loaded)"
     )
-    assert not (tmp_path / "o.parquet").exists() and not Path("/tmp/multiembed-pwned").exists()
+    assert not (tmp_path / "o.parquet").exists() and not MARKER.exists()
 
 
 def test_a_pickled_resnet_state_dict_is_refused(tmp_path):
@@ -239,7 +242,7 @@ def test_a_pickled_resnet_state_dict_is_refused(tmp_path):
         multiembed.ModelNotFoundError, match=r"cut\.safetensors: damaged or truncated safetensors"
     ):
         multiembed.load("image", str(truncated), device="cpu")
-    assert not Path("/tmp/multiembed-pwned").exists()
+    assert not MARKER.exists()
 
 
 def test_a_video_cut_short_is_an_error_not_repeated_frames(tmp_path):

@@ -122,10 +122,15 @@ class Run:
     def kill_when(self, condition: Callable[[], bool], seconds: float = 240) -> list[int]:
         """SIGKILL the process group once ``condition`` holds; returns what of the session still
         runs 30 s on (Ray's processes die with their group, or when the process that started them does)."""
-        deadline = time.monotonic() + seconds
-        while not condition() and self.process.poll() is None and time.monotonic() < deadline:
+        give_up = time.monotonic() + seconds
+
+        def waiting() -> bool:
+            return self.process.poll() is None and time.monotonic() < give_up
+
+        while not (reached := bool(condition())) and waiting():
             time.sleep(0.05)
         assert self.process.poll() is None, "it ended before the kill:\n" + self.log.read_text()[-3000:]
+        assert reached, f"no kill point in {seconds:.0f} s:\n" + self.log.read_text()[-3000:]
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
         deadline = time.monotonic() + 30

@@ -168,7 +168,8 @@ def test_a_full_queue_answers_503_with_retry_after(library: Library) -> None:
             assert gate.entered.wait(10)
             waiting = threads.submit(embed_one, url, "waits in the queue")
             deadline = time.monotonic() + 10
-            while batcher.queued < 1 and time.monotonic() < deadline:
+            while batcher.queued < 1:
+                assert time.monotonic() < deadline, "the waiting request never reached the queue"
                 time.sleep(0.01)
             refused = embed_one(url, "one too many")
             assert "busy" in error_of(refused, 503)["message"]

@@ -11,6 +11,7 @@ test artifact in tests/artifacts/ (or $MULTIEMBED_TEST_ARTIFACTS when set).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from tests.serve_support import Library, build_library, running_server, wait_unt
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

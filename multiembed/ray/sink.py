@@ -124,6 +124,10 @@ class MilvusSink(Datasink[WriteCounts]):
     in :meth:`open` (called by Ray before the first write, or by you, to fail fast); ``device`` is
     where that copy of the encoder loads. After the write, :attr:`report` holds the counts and the
     failed items, and :attr:`rows` the collection's row count.
+
+    An item already stored is skipped, never written twice (its key is the row's primary key). On a
+    server, write tasks run in parallel, so when one dataset holds the same item twice and two tasks
+    reach it at once, both may count it as added: the collection still holds it once.
     """
 
     def __init__(
