@@ -153,6 +153,17 @@ class Tab:
         page.wait_for_selector(RESULTS_SETTLED, state="attached")
         return info.value, self.hits("id")
 
+    def upload(self, embedded: Embedded, index: int, collection: str) -> list[str]:
+        """Search by example with one of ``embedded``'s files through the page's file picker: the
+        page must send it as a multipart upload, and that item must come first among all of them."""
+        page = self.page
+        pick = lambda: page.set_input_files('[data-testid="file-input"]', embedded.files[index])  # noqa: E731
+        response, ids = self.search(pick, collection)
+        assert response.status == 200
+        assert response.request.headers["content-type"].startswith("multipart/form-data")
+        assert ids[0] == embedded.ids[index] and sorted(ids) == sorted(embedded.ids)
+        return ids
+
     def hits(self, attribute: str) -> list[str]:
         """One data- attribute of every hit shown, in page order."""
         return self.page.locator('[data-testid="hit"]').evaluate_all(
@@ -231,11 +242,7 @@ def test_text_query_shows_the_expected_photo_and_clicking_it_searches_by_example
 def test_uploaded_and_dropped_files_search_by_example(chromium: Any, server: str, photos: Embedded) -> None:
     tab = open_page(chromium, server, "photos")
     page = tab.page
-    upload = lambda: page.set_input_files('[data-testid="file-input"]', photos.files[2])  # noqa: E731
-    response, ids = tab.search(upload, "photos")
-    assert response.status == 200
-    assert response.request.headers["content-type"].startswith("multipart/form-data")
-    assert ids[0] == photos.ids[2] and sorted(ids) == sorted(photos.ids)
+    tab.upload(photos, 2, "photos")
 
     transfer = page.evaluate_handle(
         """([bytes, name]) => {
@@ -276,11 +283,7 @@ def test_text_hits_show_snippets_and_video_hits_posters(chromium: Any, server: s
 def test_audio_hits_play_and_search_by_example(chromium: Any, server: str, sounds: Embedded) -> None:
     tab = open_page(chromium, server, "sounds")
     page = tab.page
-    upload = lambda: page.set_input_files('[data-testid="file-input"]', sounds.files[1])  # noqa: E731
-    response, ids = tab.search(upload, "sounds")
-    assert response.status == 200
-    assert response.request.headers["content-type"].startswith("multipart/form-data")
-    assert ids[0] == sounds.ids[1] and sorted(ids) == sorted(sounds.ids)
+    ids = tab.upload(sounds, 1, "sounds")
     assert set(tab.hits("kind")) == {"audio"}
     first = page.locator('[data-testid="hit"]').first
     assert first.get_attribute("data-source") == str(sounds.files[1])
