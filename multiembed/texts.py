@@ -28,6 +28,39 @@ BOMS = (
 )
 
 
+#: how common binary files begin: a file of lines that starts like this is refused whole, instead
+#: of having its bytes between 0x0A's embedded as "texts". A signature of printable letters only
+#: counts when a control byte follows it (text may begin "GIF8", "RIFF" or "OggS"; those files don't).
+_SIGNATURES = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF file (WAV audio, WebP image or AVI video)"),
+    (b"fLaC", "FLAC audio"),
+    (b"OggS", "an Ogg file"),
+    (b"ID3", "MP3 audio"),
+    (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
+    (b"%PDF-", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or a .docx/.xlsx)"),
+    (b"\x1f\x8b", "a gzip file"),
+    (b"PAR1", "a Parquet file"),
+    (b"\x93NUMPY", "a NumPy array"),
+)
+_CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D}
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What binary file ``head`` (a file's first 8 bytes) begins, if it begins one we know."""
+    control = any(byte in _CONTROL for byte in head)
+    if head[4:8] == b"ftyp" and control:
+        return "an MP4/MOV video (or other ISO media file)"
+    for magic, kind in _SIGNATURES:
+        printable = all(0x20 <= byte < 0x7F for byte in magic) and magic != b"%PDF-"
+        if head.startswith(magic) and (control or not printable):
+            return kind
+    return None
+
+
 def encoding_of(head: bytes) -> str:
     """The encoding a file's first bytes announce (by byte-order mark); UTF-8 when there is none."""
     return next((encoding for bom, encoding in BOMS if head.startswith(bom)), "utf-8")
@@ -39,8 +72,16 @@ def decode_text(data: bytes) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as error:
-        name = "UTF-8" if encoding.startswith("utf-8") else encoding.upper()
-        raise InputError(f"not valid {name} text (byte {error.start})") from None
+        raise InputError(not_valid_text(encoding, f"byte {error.start}")) from None
+
+
+def not_valid_text(encoding: str, where: str) -> str:
+    """Why text did not decode, and for UTF-8 what to do (the usual culprit is Latin-1/cp1252)."""
+    if not encoding.startswith("utf-8"):
+        return f"not valid {encoding.upper()} text ({where})"
+    return (
+        f"not valid UTF-8 text ({where}); convert it to UTF-8 first (from Latin-1: iconv -f LATIN1 -t UTF-8)"
+    )
 
 
 @dataclass(frozen=True)

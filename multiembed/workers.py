@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from multiembed.batching import windows
 from multiembed.errors import InputError
-from multiembed.sources import Item
+from multiembed.sources import Item, Refused
 
 T = TypeVar("T")
 Loader = Callable[[Any], T]
@@ -49,7 +49,13 @@ def failure_reason(error: BaseException) -> str:
 
 
 def attempt(load: Callable[[Any], T], value: Any) -> T | str:
-    """Run a loader on one value; a failure becomes its reason instead of an exception."""
+    """Run a loader on one value; a failure becomes its reason instead of an exception.
+
+    Input expansion already refused some values (a PNG given as a file of lines): every modality's
+    loader is spared from knowing the marker.
+    """
+    if isinstance(value, Refused):
+        return value.reason
     try:
         return load(value)
     except Exception as error:  # one bad item never stops the run

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -122,6 +123,27 @@ def test_utf16_and_utf8_bom_line_files_are_decoded_not_split_into_mojibake(tmp_p
         (tmp_path / name).write_bytes(data)
         with (tmp_path / name).open("rb") as stream:
             assert [item.value for item in read_lines(stream, name)] == lines, name
+
+
+def test_files_of_lines_that_are_not_text_fail_as_items_and_the_run_goes_on(tiny_models, tmp_path, capsys):
+    from multiembed.cli import main
+
+    photo(1).save(tmp_path / "photo.png")  # given as text by mistake: one failure, not 40 "lines"
+    (tmp_path / "broken16.txt").write_bytes("fine line\n".encode("utf-16") + b"\x00\xd8")  # cut off
+    (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
+    (tmp_path / "plain.txt").write_text("GIF8 is how a GIF starts\nRIFF raf\n")  # text, though
+    files = [str(tmp_path / name) for name in ("photo.png", "broken16.txt", "latin.txt", "plain.txt")]
+    out = tmp_path / "out.parquet"
+    assert (
+        main(["encode", "-m", "text", *files, "--model", str(tiny_models["mean"]), "-o", str(out), "-q"]) == 1
+    )
+    err = capsys.readouterr().err
+    assert f"failed: {files[0]}: a PNG image, not a text file of lines" in err
+    assert f"failed: {files[1]}:2: not valid UTF-16 text" in err
+    assert f"failed: {files[2]}:1: not valid UTF-8 text (byte 3); convert it to UTF-8 first" in err
+    assert "embedded 3 of 6 items, 3 failed" in err
+    sources = pq.read_table(out).column("source").to_pylist()
+    assert sources == [f"{files[1]}:1", f"{files[3]}:1", f"{files[3]}:2"]
 
 
 def test_a_utf16_file_as_one_item_is_decoded(tiny_models, tmp_path):

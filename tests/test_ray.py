@@ -24,6 +24,7 @@ from multiembed.milvus import MilvusStore
 from multiembed.outputs import OutputSpec
 from tests import conftest
 from tests.image_files import bad_images, good_images
+from tests.test_text import TO_UTF8
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'multiembed[ray]'")
 
@@ -176,7 +177,7 @@ def test_cli_items_go_as_text_or_paths_and_the_rest_is_refused_with_the_loaders_
     assert block.column("file").to_pylist() == [None, None, None, "b.txt"]
     failed = block.column(FAILED_COLUMN).to_pylist()
     assert failed[0] is None and failed[3] is None
-    assert failed[1] == "not valid UTF-8 text (byte 4)" and failed[2].startswith(
+    assert failed[1] == f"not valid UTF-8 text (byte 4); {TO_UTF8}" and failed[2].startswith(
         "line too long: 70,000,000 bytes"
     )
     layout = Layout("text", "source", "file")

@@ -295,6 +295,9 @@ def test_the_command_refuses_what_it_cannot_serve_in_one_line(
     assert "without an API key" in capsys.readouterr().err
     assert main(["serve", "--model", "text:/no/such/model"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+    assert main(["serve", "--model", "clip=image-text:clip"]) == 2  # not in this offline machine's cache
+    err = capsys.readouterr().err  # the hint in serve's own syntax, not encode's --model PATH
+    assert "is not available" in err and "(--model clip=image-text:/path/to/folder)" in err
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = str(taken.getsockname()[1])
         arguments = ["serve", "--uri", library.uri, "--port", port, "--model", f"text:{library.text_model}"]

@@ -13,6 +13,9 @@ import multiembed
 from multiembed import InputError
 from multiembed.cpu import cpu_features
 
+#: what a text that is not UTF-8 is told to do
+TO_UTF8 = "convert it to UTF-8 first (from Latin-1: iconv -f LATIN1 -t UTF-8)"
+
 REFERENCE_SENTENCE = "Artificial intelligence was founded as an academic discipline in 1956."
 PARITY = 1e-5
 
@@ -136,7 +139,7 @@ def test_bad_items_are_reported_not_raised(tiny_models):
         (2, "empty text"),
         (3, "expected text (str), got NoneType"),
         (4, "expected text (str), got int"),
-        (5, "not valid UTF-8 text (byte 0)"),
+        (5, f"not valid UTF-8 text (byte 0); {TO_UTF8}"),
     ]
     good = encoder.encode_documents(["good text", "bytes are fine", "dog"])  # bytes decode as UTF-8
     np.testing.assert_allclose(result.vectors, np.stack(good), atol=1e-6)

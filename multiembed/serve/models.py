@@ -95,15 +95,16 @@ class ModelPool:
     def _add_spec(self, spec: ModelSpec) -> None:
         """Check the spec names a loadable model (weights are read later, on the worker)."""
         import multiembed
-        from multiembed.models import resolve_model
+        from multiembed.models import FOLDER_OPTION, resolve_model
         from multiembed.registry import get
 
         modality = get(spec.modality)
         try:
             resolved = resolve_model(modality, spec.model)
         except ModelNotFoundError as error:
-            if not self.settings.default_models:
-                raise
+            if not self.settings.default_models:  # serve names a folder as NAME=MODALITY:PATH
+                serve_option = f"--model {spec.name}={spec.modality}:/path/to/folder"
+                raise ModelNotFoundError(str(error).replace(FOLDER_OPTION, serve_option)) from None
             logger.warning("not serving the default %s model: %s", spec.modality, error)
             return
         device = self.settings.device

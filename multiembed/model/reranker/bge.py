@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from multiembed.errors import ConfigError, InputError, ModelNotFoundError
@@ -32,11 +31,9 @@ LOCAL_FOLDER = "a reranker folder saved with AutoModelForSequenceClassification 
 
 def _local_model(name: str) -> str:
     """A local folder as is; a hub id from the Hugging Face cache (never downloaded when offline)."""
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
-    from multiembed.models import download_from_hub
+    from multiembed.models import local_or_hub
 
-    return download_from_hub(name, LOCAL_FOLDER)
+    return local_or_hub(name, LOCAL_FOLDER)
 
 
 def _sigmoid(score: float) -> float:

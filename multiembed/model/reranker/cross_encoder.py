@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from multiembed.errors import ConfigError
@@ -13,11 +12,9 @@ __all__ = ["CrossEncoderRerankFunction"]
 
 def _local_model(name: str) -> str:
     """A local folder as is; a hub id from the Hugging Face cache (never downloaded when offline)."""
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser())
-    from multiembed.models import download_from_hub
+    from multiembed.models import local_or_hub
 
-    return download_from_hub(name, "a cross-encoder folder saved with CrossEncoder(...).save(path)")
+    return local_or_hub(name, "a cross-encoder folder saved with CrossEncoder(...).save(path)")
 
 
 class CrossEncoderRerankFunction:
