@@ -269,7 +269,7 @@ def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:
     for item in read_lines(stream, "stdin"):
         value = item.value
         if isinstance(value, (Refused, LineTooLong)):
-            yield Item(item.name, Refused("not a list of file paths, one per line"))
+            yield Item(item.source, Refused("not a list of file paths, one per line"))
             continue
         path = Path(value if isinstance(value, str) else value.decode("utf-8", "replace"))
         yield Item(str(path), path)
