@@ -14,6 +14,7 @@ import glob
 import json
 import os
 import secrets
+import stat
 import struct
 import time
 from abc import ABC, abstractmethod
@@ -31,6 +32,7 @@ from multiembed.formats import FORMATS, format_for
 
 __all__ = ["FORMATS", "Writer", "format_for", "open_writer", "to_arrow", "write_embeddings"]
 from multiembed.outputs import OutputSpec, sparse_row_dict
+from multiembed.sources import file_kind
 
 CONFIG_KEY = b"multiembed.config"
 
@@ -56,8 +58,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path in the target's folder that replaces the target only on success.
 
     The file gets the permissions a newly created file gets under the user's umask, as any other
-    output would.
+    output would. A target that exists and is not a regular file is refused first: renaming over
+    ``/dev/null``, ``/dev/stdout`` or a pipe would replace it with a plain file.
     """
+    check_output_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     temporary = _new_file(target)
@@ -68,6 +72,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
     _remove_stale_temporaries(target, started)
+
+
+def check_output_target(target: Path) -> None:
+    """Refuse an output path that names a folder, a device, a FIFO or a socket (ConfigError)."""
+    try:
+        mode = target.stat().st_mode  # follows a symlink: /dev/stdout -> /proc/self/fd/1 -> a pipe
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise ConfigError(f"cannot write {target}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        kind = file_kind(mode)
+        raise ConfigError(f"cannot write {target}: it is {kind}, and the output is written as a new file")
 
 
 def _remove_stale_temporaries(target: Path, before: float) -> None:

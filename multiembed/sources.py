@@ -68,6 +68,11 @@ _KINDS = (
 )
 
 
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a FIFO"), from its ``st_mode``."""
+    return next((name for test, name in _KINDS if test(mode)), "not a file")
+
+
 def open_regular(path: Path) -> BinaryIO:
     """Open a file for reading only if it is a regular file, after following symlinks.
 
@@ -83,8 +88,7 @@ def open_regular(path: Path) -> BinaryIO:
     try:
         mode = os.fstat(handle).st_mode
         if not stat.S_ISREG(mode):
-            kind = next((name for test, name in _KINDS if test(mode)), "not a file")
-            raise InputError(f"not a regular file ({kind})")
+            raise InputError(f"not a regular file ({file_kind(mode)})")
         if hasattr(os, "set_blocking"):
             os.set_blocking(handle, True)
         return os.fdopen(handle, "rb")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,15 @@ def test_a_finished_write_removes_temporaries_of_killed_runs(tmp_path: Path) -> 
     assert target.read_bytes() == b"done"
     assert not stale.exists() and other_target.exists() and live.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, other_target.name, live.name])
+
+
+def test_a_target_that_is_not_a_regular_file_is_refused_and_left_as_it_is(result, tmp_path):
+    """Renaming over a FIFO, /dev/stdout or a device would replace it with a plain file."""
+    os.mkfifo(tmp_path / "pipe.npy")
+    (tmp_path / "folder.npy").mkdir()
+    (tmp_path / "out.npy").symlink_to(tmp_path / "pipe.npy")  # as /dev/stdout -> /proc/self/fd/1
+    for name, kind in (("pipe.npy", "a FIFO"), ("folder.npy", "a directory"), ("out.npy", "a FIFO")):
+        with pytest.raises(ConfigError, match=f"cannot write .*{name}: it is {kind}"):
+            write_embeddings(result, tmp_path / name)
+    assert stat.S_ISFIFO((tmp_path / "pipe.npy").stat().st_mode) and (tmp_path / "out.npy").is_symlink()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["folder.npy", "out.npy", "pipe.npy"]
