@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,6 +148,16 @@ def test_bad_requests_get_the_right_4xx(client: TestClient) -> None:
     )
     assert error_of(post("/v1/embeddings", data={"model": "text"}, files=[]), 400)
     assert error_of(client.get("/no/such/route"), 404)
+    for route in ("/v1/embeddings", "/collections/notes/search"):  # the parser's stack, not a 500
+        deep = post(route, content=b"[" * 100_000, headers={"content-type": "application/json"})
+        assert "nested too deeply" in error_of(deep, 400)["message"]
+        nested = {"model": "text", "text": "x", "input": json.loads("[" * 900 + "]" * 900)}
+        assert post(route, json=nested).status_code in (400, 422)
+    key = "a" * 64
+    for path in (f"/collections/notes/media/{key}%0A", f"/collections/notes/poster/{key}%0A"):
+        assert "item ids are the 64 hex digits" in error_of(client.get(path), 404)["message"]
+    by_id = post("/collections/notes/search", json={"id": key + "\n"})
+    assert "item ids are the 64 hex digits" in error_of(by_id, 404)["message"]
     still_serving(client)
 
 

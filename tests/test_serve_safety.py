@@ -220,6 +220,8 @@ def test_bad_query_vectors_are_refused_naming_why(client: TestClient) -> None:
     assert "finite" in error_of(search("[Infinity" + ", 0.1" * 15 + "]"), 400)["message"]
     assert "within" in error_of(search("[1e30" + ", 0.1" * 15 + "]"), 400)["message"]
     assert "all zeros" in error_of(search("[" + ", ".join(["0"] * 16) + "]"), 400)["message"]
+    for tiny in ("1e-320", "1e-30"):  # zero in float32, or squares that underflow to zero
+        assert "all zeros" in error_of(search("[" + ", ".join([tiny] * 16) + "]"), 400)["message"]
     assert search("[" + ", ".join(["0.1"] * 16) + "]").status_code == 200
 
 

@@ -156,6 +156,8 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, "malformed JSON: the body is not UTF-8") from None
     except ValueError as error:
         raise ApiError(400, f"malformed JSON: {error}") from None
+    except RecursionError:  # [[[[... a hundred thousand deep: the parser's stack, not the server's
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
 
 
 class SizeLimit:

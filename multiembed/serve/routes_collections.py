@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 router = APIRouter()
 T = TypeVar("T")
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would let a trailing newline through
 _SEARCH_FORM = {
     "file": {"type": "string", "format": "binary"},
     "text": {"type": "string"},
@@ -77,7 +77,7 @@ def locked(lock: threading.Lock, function: Callable[[], T]) -> Callable[[], T]:
 
 def item_key(value: str) -> str:
     """A collection's primary key (a sha256), or a 404: nothing else can name an item."""
-    if not _KEY.match(value):
+    if not _KEY.fullmatch(value):
         raise ApiError(404, f"no item {value!r}: item ids are the 64 hex digits of a sha256")
     return value
 
@@ -179,9 +179,11 @@ def checked_vector(values: list[float], store: MilvusStore) -> np.ndarray:
             400, f"vector[{index}] is {values[index]:g}: components must be within ±{MAX_COMPONENT:g}"
         )
     metric = store.stored_outputs[0].metric.upper()
-    if vector.size and metric == "COSINE" and not np.any(vector):
-        raise ApiError(400, "the vector is all zeros: a cosine search needs a direction")
-    return vector.astype(np.float32)
+    searched = vector.astype(np.float32)
+    # in float32, as Milvus computes: 1e-320 becomes 0, and the squares of 1e-30 underflow to 0
+    if searched.size and metric == "COSINE" and not np.dot(searched, searched) > 0:
+        raise ApiError(400, "the vector is all zeros (in float32): a cosine search needs a direction")
+    return searched
 
 
 async def _by_vector(
