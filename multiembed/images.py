@@ -2,7 +2,7 @@
 
 One function turns a path, bytes, a PIL image or a numpy array into an RGB PIL image and its content
 key, and turns everything that is not a usable image into an :class:`InputError` with the reason:
-empty or truncated files, non-images, decompression bombs, degenerate sizes. EXIF orientation is
+empty or truncated files, non-images, decompression bombs, degenerate sizes and shapes. EXIF orientation is
 applied; palette, grey, alpha, CMYK and 16-bit images become 8-bit RGB (alpha over white).
 """
 
@@ -30,6 +30,14 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", 
 #: PIL's own bomb threshold (2 x MAX_IMAGE_PIXELS); anything larger is refused before decoding.
 DEFAULT_MAX_PIXELS = 178_956_970
 MIN_SIDE = 2
+#: The longest side may be at most this many times the shortest. Every model resizes the *shortest*
+#: edge to its input size (32 to ~500) before cropping, so the intermediate it builds is about
+#: ``size**2 * ratio`` pixels whatever the file's own pixel count: a 6 KB 1,000,000x2 PNG passes
+#: ``max_pixels`` (2 M pixels) and then becomes a 16,000,000x32 image (+4.7 GB, seconds) for a
+#: tiny CLIP, 7x that for a real one. At 100:1 that intermediate stays below ~100 x 512**2 = 26 M
+#: pixels for any usual model, while real pictures stay far inside it: 360 degree panoramas are
+#: 2:1 to ~8:1, stitched phone panoramas and full-page screenshots rarely pass 20-50:1.
+MAX_ASPECT_RATIO = 100
 DEFAULT_IMAGE_MAX_BYTES = 256 * 1024 * 1024
 
 #: what an image processor's saved settings say about the pixels a model sees (its identity)
@@ -68,6 +76,8 @@ class ImageLimits:
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = MIN_SIDE
+    #: longest side / shortest side; see :data:`MAX_ASPECT_RATIO` for why elongation is bounded
+    max_aspect_ratio: float = MAX_ASPECT_RATIO
     #: files bigger than this are refused before they are read
     max_bytes: int | None = DEFAULT_IMAGE_MAX_BYTES
 
@@ -110,7 +120,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def _ratio_text(ratio: float) -> str:
+    """``50000`` or ``100.5``: a ratio as people write it, without a useless ``.0``."""
+    return f"{ratio:.1f}".rstrip("0").rstrip(".")
+
+
 def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+    """Refuse an image from its header size alone, before any pixel or resized copy is allocated.
+
+    The elongation check is what bounds the model's resized intermediate (see MAX_ASPECT_RATIO);
+    the pixel count alone does not, since the resize scales the shortest edge up.
+    """
     if width * height > limits.max_pixels:
         raise InputError(
             f"image too large: {width}x{height} = {width * height:,} pixels exceeds the limit of "
@@ -119,6 +139,12 @@ def _check_size(width: int, height: int, limits: ImageLimits) -> None:
     if min(width, height) < limits.min_side:
         raise InputError(
             f"image too small: {width}x{height} pixels (minimum {limits.min_side}x{limits.min_side})"
+        )
+    ratio = max(width, height) / max(min(width, height), 1)  # min_side=0 must not divide by zero
+    if ratio > limits.max_aspect_ratio:
+        raise InputError(
+            f"image too elongated: {width}x{height} pixels (ratio {_ratio_text(ratio)}:1, "
+            f"the limit is {_ratio_text(limits.max_aspect_ratio)}:1)"
         )
 
 

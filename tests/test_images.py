@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,3 +82,41 @@ def test_pixel_limit_is_configurable():
 def test_other_values_are_refused(value, reason):
     with pytest.raises(InputError, match=re.escape(reason)):
         load_image(value)
+
+
+@pytest.mark.parametrize(("size", "ratio"), [((1000, 2), "500"), ((2, 1000), "500"), ((203, 2), "101.5")])
+def test_elongated_images_are_refused_with_their_ratio(size, ratio):
+    expected = f"image too elongated: {size[0]}x{size[1]} pixels (ratio {ratio}:1, the limit is 100:1)"
+    with pytest.raises(InputError, match=re.escape(expected)):
+        load_image(Image.new("RGB", size))
+
+
+def test_the_aspect_ratio_limit_is_inclusive_and_configurable():
+    assert load_image(Image.new("RGB", (200, 2)))[0].size == (200, 2)
+    with pytest.raises(InputError, match=re.escape("(ratio 4:1, the limit is 3:1)")):
+        load_image(photo(1, (80, 20)), ImageLimits(max_aspect_ratio=3))
+
+
+def test_elongated_jpegs_are_refused_at_the_header_on_the_gpu_decode_path():
+    from multiembed.image_tensor_decode import tensor_decodable
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (60000, 2)).save(buffer, format="JPEG")
+    with pytest.raises(InputError, match=re.escape("image too elongated: 60000x2 pixels (ratio 30000:1")):
+        tensor_decodable(buffer.getvalue(), ImageLimits())
+
+
+def test_an_elongated_png_is_an_item_error_before_the_model_resizes_it(image_models, tmp_path):
+    """A 100000x2 PNG (a few KB, 200 k pixels) would become a 1,600,000x32 image in CLIP's resize."""
+    import multiembed
+
+    photo(1).save(tmp_path / "a-good.png")
+    photo(2, (4000, 1000)).save(tmp_path / "b-panorama.png")
+    Image.new("RGB", (100_000, 2), (200, 30, 30)).save(tmp_path / "c-strip.png")
+    assert (tmp_path / "c-strip.png").stat().st_size < 10_000
+    clip = multiembed.load("image-text", str(image_models["clip"]), device="cpu", workers=0)
+    result = clip.encode(sorted(tmp_path.glob("*.png")))
+    assert [Path(source).name for source in result.sources] == ["a-good.png", "b-panorama.png"]
+    assert [(Path(error.source).name, error.reason) for error in result.errors] == [
+        ("c-strip.png", "image too elongated: 100000x2 pixels (ratio 50000:1, the limit is 100:1)")
+    ]
