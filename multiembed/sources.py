@@ -44,9 +44,21 @@ def as_items(inputs: Iterable[Any]) -> Iterator[Item]:
         if isinstance(value, Item):
             yield value
         elif isinstance(value, Path):
-            yield Item(str(value), value)
+            yield Item(path_name(value), value)
         else:
             yield Item(f"#{position}", value)
+
+
+def path_name(path: Path | str) -> str:
+    """A path as the source recorded for it: its text, or, for a file name that is not UTF-8
+    (``m\\xffname.jpg``), that text with the odd bytes escaped. Milvus, Parquet and JSON hold
+    only valid UTF-8; the raw name (with surrogates) would fail the whole write, not one item."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
 
 
 def unreadable(error: OSError) -> InputError:
@@ -276,7 +288,7 @@ def _stdin_paths(stream: IO[bytes]) -> Iterator[Item]:
             yield Item(item.source, Refused("not a list of file paths, one per line"))
             continue
         path = Path(value if isinstance(value, str) else value.decode("utf-8", "replace"))
-        yield Item(str(path), path)
+        yield Item(path_name(path), path)
 
 
 def expand(modality: str | ModalitySpec, target: str, *, stdin: IO[bytes] | None = None) -> Iterator[Item]:
@@ -296,13 +308,13 @@ def expand(modality: str | ModalitySpec, target: str, *, stdin: IO[bytes] | None
     path = Path(target)
     if path.is_dir():
         for file in walk_files(path, spec.extensions):
-            yield Item(str(file), file)
+            yield Item(path_name(file), file)
     elif path.is_file():
         if spec.file_items == "lines":
             with path.open("rb") as stream:
-                yield from read_lines(stream, str(path))
+                yield from read_lines(stream, path_name(path))
         else:
-            yield Item(str(path), path)
+            yield Item(path_name(path), path)
     elif path.exists():
         raise ConfigError(f"{target}: not a regular file or folder")
     else:

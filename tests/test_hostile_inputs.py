@@ -146,6 +146,32 @@ def test_files_of_lines_that_are_not_text_fail_as_items_and_the_run_goes_on(tiny
     assert sources == [f"{files[1]}:1", f"{files[3]}:1", f"{files[3]}:2"]
 
 
+def test_a_file_name_that_is_not_utf8_is_recorded_escaped(tiny_models, tmp_path, capsys):
+    """Milvus, Parquet and JSON hold UTF-8 only: the raw name used to fail the whole write."""
+    from multiembed.cli import main
+    from multiembed.milvus import MilvusStore
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / os.fsdecode(b"m\xffname.txt")).write_text("hello there")
+    (folder / "ok.txt").write_text("general kenobi")
+    escaped, model = str(folder / "m\\xffname.txt"), str(tiny_models["mean"])
+    for out in ("o.jsonl", "o.parquet"):
+        assert (
+            main(["encode", "-m", "text", str(folder), "--model", model, "-o", str(tmp_path / out), "-q"])
+            == 0
+        )
+    assert sorted(pq.read_table(tmp_path / "o.parquet").column("source").to_pylist()) == [
+        escaped,
+        str(folder / "ok.txt"),
+    ]
+    uri = str(tmp_path / "n.db")
+    assert main(["index", str(folder), "-m", "text", "--model", model, "--uri", uri, "-c", "docs", "-q"]) == 0
+    with MilvusStore(uri, "docs") as store:
+        assert store.search("hello there", limit=1)[0].source == escaped
+    capsys.readouterr()
+
+
 def test_a_utf16_file_as_one_item_is_decoded(tiny_models, tmp_path):
     (tmp_path / "doc.txt").write_bytes("a red bicycle".encode("utf-16"))
     encoder = multiembed.load("text", str(tiny_models["mean"]), device="cpu")
