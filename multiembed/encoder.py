@@ -30,7 +30,7 @@ from multiembed.failures import FailureWatch
 from multiembed.fast.core import FastHook
 from multiembed.isolation import embed_isolated
 from multiembed.models import ResolvedModel
-from multiembed.outputs import OutputSpec, pymilvus_form, split_rows, stack_rows
+from multiembed.outputs import NON_FINITE, OutputSpec, is_finite_row, pymilvus_form, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
 from multiembed.sources import Item, Loaded, as_items
 from multiembed.workers import default_workers, load_in_process, load_in_workers
@@ -272,6 +272,9 @@ class Encoder(FastHook, ABC):
             raws = [entry.loaded.raw for entry in batch]
             isolated = embed_isolated(lambda part: self._embed(part, role), raws, self.device, watch)
             for entry, result in zip(batch, isolated, strict=True):
+                if not isinstance(result, str) and not all(map(is_finite_row, result.values())):
+                    watch.failure(NON_FINITE)  # every item NaN (an fp16 overflow) is the model's fault
+                    result = NON_FINITE
                 if isinstance(result, str):
                     errors.append(ItemError(entry.position, entry.item.source, result))
                 else:

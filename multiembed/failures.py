@@ -21,6 +21,15 @@ else:
 SYSTEMIC_AFTER = 3
 
 
+class SystemicFailure(BackendError):
+    """Items fail one after another with the same reason: most likely the model, not the items.
+
+    A batch job stops on it. A server, whose items come from many clients, first checks the model
+    on an input it has embedded before: one client's inputs (a few huge files failing alike) must
+    not take the model away from everyone.
+    """
+
+
 class FailureWatch:
     """Tells an item's own failure from a failure of the model itself.
 
@@ -44,7 +53,7 @@ class FailureWatch:
         self.count = self.count + 1 if shape == self.reason else 1
         self.reason = shape
         if self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
-            raise BackendError(f"the model fails on every item, stopping the run: {reason}")
+            raise SystemicFailure(f"the model fails on every item, stopping the run: {reason}")
 
 
 def is_device_failure(error: Exception) -> bool:

@@ -2,9 +2,10 @@
 
 One bad item (a file that decodes but breaks the model, a text the tokenizer rejects) should cost
 only itself: the batch it is in is retried in halves, so every other item still gets its vectors
-and the bad one gets its reason. Running out of memory splits too (a smaller batch may fit). What
-no split can fix stops the run as a :class:`BackendError`: a failed device, one item too big for
-memory, and a model that fails on every item (:class:`~multiembed.failures.FailureWatch`).
+and the bad one gets its reason. Running out of memory splits too (a smaller batch may fit), and one
+item too big for memory on its own fails alone. What no split can fix stops the run as a
+:class:`BackendError`: a failed device, and a model that fails on every item
+(:class:`~multiembed.failures.FailureWatch`, which also stops a run where every item runs out of memory).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ def embed_isolated(
     except (BackendError, KeyboardInterrupt):
         raise
     except torch.OutOfMemoryError:
-        if len(raws) == 1:
-            raise BackendError(f"out of memory on {device} for a single item") from None
         if device.type == "cuda":
             torch.cuda.empty_cache()
+        if len(raws) == 1:
+            reason = f"too big for the memory of {device} on its own (out of memory)"
+            watch.failure(reason)
+            return [reason]
     except Exception as error:
         if is_device_failure(error):
             raise BackendError(f"{device} failed: {error}") from None

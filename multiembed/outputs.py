@@ -119,6 +119,18 @@ def _multi_rows(spec: OutputSpec, value: Any, count: int) -> list[np.ndarray]:
 
 _ROWS = {"dense": _dense_rows, "sparse": _sparse_rows, "multi": _multi_rows}
 
+#: the reason an item fails when the model's output for it holds NaN or infinity
+NON_FINITE = "the model's vector for it is not finite (NaN or infinity): the input is outside what it handles"
+
+
+def is_finite_row(row: Any) -> bool:
+    """False when one item's row (dense, sparse or multi-vector) holds a NaN or an infinity.
+
+    Such a vector would be stored and then match nothing (or everything), and JSON cannot carry it.
+    """
+    values = row.data if sp.issparse(row) else row
+    return bool(np.isfinite(values).all())
+
 
 def split_rows(spec: OutputSpec, value: Any, count: int) -> list[Any]:
     """A batch's value for one output as ``count`` per-item rows, checked against the declaration."""

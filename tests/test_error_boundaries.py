@@ -72,6 +72,24 @@ class WrongShape(TextEncoder):
         return super().pool(output, batch, role)[:, :5]
 
 
+class NaNForLongTexts(TextEncoder):
+    """Gives NaN for texts of more than 6 tokens, as a model does for input far out of its range."""
+
+    def pool(self, output: ModelOutput, batch: dict, role: Role) -> torch.Tensor:
+        pooled = super().pool(output, batch, role)
+        long = batch["attention_mask"].sum(dim=1) > 6
+        return torch.where(long[:, None], torch.full_like(pooled, float("nan")), pooled)
+
+
+class OutOfMemoryForLongTexts(TextEncoder):
+    """Runs out of memory on any batch holding a text of more than 6 tokens, as a device would."""
+
+    def forward(self, batch: dict, role: Role) -> ModelOutput:
+        if batch["attention_mask"].shape[1] > 6:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return super().forward(batch, role)
+
+
 def _rebuild(cls: type[TextEncoder], encoder: TextEncoder) -> TextEncoder:
     return cls(encoder.model, model_id=encoder.model_id, policy=encoder.policy, batch_size=4)
 
@@ -81,6 +99,29 @@ def test_a_model_that_fails_on_every_item_stops_the_run(encoder, texts):
         BackendError, match="the model fails on every item, stopping the run: RuntimeError: mat1"
     ):
         _rebuild(BrokenModel, encoder).encode(texts * 3)
+
+
+def test_a_non_finite_vector_is_that_items_error_and_nan_for_all_stops_the_run(encoder):
+    from multiembed.failures import SystemicFailure
+    from multiembed.outputs import NON_FINITE
+
+    model = _rebuild(NaNForLongTexts, encoder)
+    inputs = ["a dog", "a text long enough to get many more than six tokens", "a cat"]
+    result = model.encode(inputs)
+    assert [(error.index, error.reason) for error in result.errors] == [(1, NON_FINITE)]
+    assert result.indices == [0, 2] and np.isfinite(result.vectors).all()
+    np.testing.assert_allclose(result.vectors, encoder.encode(["a dog", "a cat"]).vectors, atol=1e-6)
+    with pytest.raises(SystemicFailure, match="the model fails on every item.*not finite"):
+        model.encode([inputs[1]] * 12)
+
+
+def test_one_item_too_big_for_memory_fails_alone(encoder):
+    inputs = ["a dog", "a text long enough to get many more than six tokens", "a cat"]
+    result = _rebuild(OutOfMemoryForLongTexts, encoder).encode(inputs)
+    assert [(error.index, error.reason) for error in result.errors] == [
+        (1, "too big for the memory of cpu on its own (out of memory)")
+    ]
+    np.testing.assert_allclose(result.vectors, encoder.encode(["a dog", "a cat"]).vectors, atol=1e-6)
 
 
 def test_a_wrong_output_shape_stops_the_run_at_once(encoder, texts):
