@@ -158,6 +158,25 @@ def test_a_dead_worker_turns_healthz_and_its_requests_into_503(library: Library)
         assert error_of(test_client.post("/v1/embeddings", json={"model": "text", "input": "c"}), 503)
 
 
+def test_inputs_that_fail_alike_refuse_their_request_not_the_model(library: Library) -> None:
+    """Two huge uploads failing the same way look like a broken model; the worker checks before dying."""
+    app = create_app(text_only(library))
+    with TestClient(app) as test_client:
+        embed = lambda texts: test_client.post("/v1/embeddings", json={"model": "text", "input": texts})  # noqa: E731
+        assert embed("fine").status_code == 200
+
+        def out_of_memory_for_long_texts(batch: Any) -> None:
+            if batch["attention_mask"].shape[1] > 12:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9876543 bytes")
+
+        app.state.pool.find("text").batcher.encoder.batch_observer = out_of_memory_for_long_texts
+        long = "a text with far more than twelve tokens in it, " * 3
+        refused = error_of(embed(["short", long, long, long]), 400)
+        assert refused["item"] == 1 and "can't allocate memory" in refused["message"]
+        assert test_client.get("/healthz").json()["models"]["text"] == "ok"
+        assert embed(["short again", "and fine"]).status_code == 200
+
+
 def test_a_full_queue_answers_503_with_retry_after(library: Library) -> None:
     app = create_app(text_only(library, max_queue=1, max_wait_ms=0))
     with running_server(app) as url:

@@ -8,7 +8,9 @@ Other work that needs the model (a collection search, adding items) runs on the 
 
 A failure of the model itself (what ``Encoder.encode`` raises rather than reports per item: a lost
 device, a model that fails on every item) or of the loop marks the worker dead; /healthz then
-answers 503 and every waiting and later request gets a 503 instead of hanging.
+answers 503 and every waiting and later request gets a 503 instead of hanging. Items failing alike
+can also be one client's doing (a few huge files): before dying, the worker embeds again the last
+input that worked, and if that still works only the requests whose items failed are refused.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from multiembed.errors import BackendError, MultiembedError
+from multiembed.failures import SystemicFailure
 from multiembed.workers import failure_reason
 
 if TYPE_CHECKING:
@@ -130,6 +133,8 @@ class Batcher:
         #: tasks taken from the queue while gathering a batch, to run after it (worker thread only)
         self._held: deque[Any] = deque()
         self._lock = threading.Lock()  # orders "still alive? then enqueue" against dying
+        #: the last input embedded without error, and its role: what tells a broken model from bad inputs
+        self._known_good: tuple[Any, Role] | None = None
         self._started = False
         self._thread = threading.Thread(target=self._run, name=f"multiembed-model-{name}", daemon=True)
 
@@ -293,6 +298,9 @@ class Batcher:
         batch_size = max(self.encoder.batch_size, min(len(values), self.max_batch))
         try:
             result = self.encoder.encode(values, role=batch[0].role, batch_size=batch_size, progress=False)
+        except SystemicFailure as error:
+            self._blame_inputs_or_die(batch, error)
+            return
         except BackendError:
             raise  # the model itself failed: the worker dies, naming why
         except MultiembedError as error:  # a refusal of the whole call (e.g. a role it has no tower for)
@@ -310,7 +318,39 @@ class Batcher:
                 rows = slice(first, first + len(task.values))
                 outputs = {name: column[rows] for name, column in result.outputs.items()}
                 task.settle(Encoded(outputs, result.specs, result.ids[rows]))
+                self._known_good = (task.values[0], task.role)
             start = end
+
+    def _blame_inputs_or_die(self, batch: list[_Encode], error: SystemicFailure) -> None:
+        """Items failed alike: the model's fault if it fails on what it embedded before, else theirs.
+
+        A model that never worked yet has nothing to be checked with and dies as before. Requests
+        merged into the batch are run again one at a time, so only the ones that fail are refused;
+        a request alone is run item by item, so its refusal names the first item that fails.
+        """
+        if self._known_good is None or self._failure_of(*self._known_good) is not None:
+            raise error
+        if len(batch) > 1:
+            for task in batch:
+                self._run_batch([task])
+            return
+        task = batch[0]
+        for index, value in enumerate(task.values):
+            reason = self._failure_of(value, task.role)
+            if reason is not None:
+                task.settle(error=ItemFailure(index, reason))
+                return
+        # Each item works alone and not together: rare, and not worth a per-item encode of them all.
+        task.settle(error=BackendError(f"the model failed on these inputs together ({error}); send fewer"))
+
+    def _failure_of(self, value: Any, role: Role) -> str | None:
+        """Why one input fails on its own, or None when it embeds."""
+        assert self.encoder is not None
+        try:
+            result = self.encoder.encode([value], role=role, progress=False)
+        except MultiembedError as error:
+            return str(error)
+        return result.errors[0].reason if result.errors else None
 
     def _run_job(self, job: _Job) -> None:
         assert self.encoder is not None
