@@ -116,3 +116,25 @@ def test_killed_index_run_resumes_with_every_file_exactly_once(model, tmp_path):
         stored = store.client.query("docs", filter="", output_fields=["id"], limit=16384)
         assert {row["id"] for row in stored} == expected and len(stored) == len(texts)
     assert f"skipped {interrupted} already stored" in done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_was_stored_and_says_how_to_go_on(model, tmp_path):
+    texts = [f"note {n} on {'cats' if n % 2 else 'trains'}" for n in range(3000)]
+    docs = tmp_path / "docs"
+    write_docs(docs, texts)
+    uri = str(tmp_path / "interrupted.db")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(_index_command(model, docs, uri), stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 240
+    for line in process.stderr:
+        if line.startswith("stored") or time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130, rest[-2000:]
+    assert "multiembed: interrupted; what was stored stays" in rest
+    assert "run the same command again to go on" in rest
+    with MilvusStore(uri, "docs") as store:
+        assert 0 < store.count() < len(texts)

@@ -55,6 +55,15 @@ def _command(name: str) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+#: what an interrupted run kept, and how to go on: said when Ctrl+C stops one
+_RESUME_HINTS = {
+    "index": "; what was stored stays (rows are written every few thousand items): "
+    "run the same command again to go on, stored items are skipped",
+    "encode": "; no output file was written (with --shard-size DIR, finished shards are kept "
+    "and the same command again goes on from them)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"multiembed: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("multiembed: interrupted", file=sys.stderr)
+        print(f"multiembed: interrupted{_RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
         return 130
     except OSError as error:  # the disk is full, a folder is read-only, ...
         where = f": {error.filename}" if error.filename else ""
