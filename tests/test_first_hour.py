@@ -91,6 +91,9 @@ def test_a_missing_collection_is_explained_in_flags(text_collection, capsys):
         "multiembed index INPUT --modality MODALITY --collection photos" in err
         and "=" not in err.split(";")[1]
     )
+    for command in (["collections", "show", "photos"], ["index", "-", "-c", "photos"]):  # every command
+        assert main([*command, "--uri", uri]) == 2
+        assert capsys.readouterr().err == err  # the same flags-only hint, not the Python API's words
 
 
 def test_hybrid_scores_are_labelled_as_fusion_scores(tiny_models, tmp_path, capsys):

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from multiembed.cli.common import EXIT_OK, EXIT_USAGE, UsageError
 from multiembed.cli.parser import build_parser
-from multiembed.errors import MultiembedError
+from multiembed.errors import CollectionNotFoundError, MultiembedError
 from multiembed.registry import import_failures, list_modalities
 
 
@@ -76,6 +76,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return _command(args.command)(args)
+    except CollectionNotFoundError as error:  # the command line's way to make one, not the API's
+        there = ", ".join(error.existing) or "none"
+        print(
+            f"multiembed: error: no collection {error.collection!r} in {getattr(args, 'uri', '?')} "
+            f"(collections there: {there}); make one with "
+            f"`multiembed index INPUT --modality MODALITY --collection {error.collection}`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except (UsageError, MultiembedError) as error:
         print(f"multiembed: error: {error}", file=sys.stderr)
         return EXIT_USAGE

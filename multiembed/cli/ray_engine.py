@@ -30,7 +30,7 @@ import pyarrow as pa
 from multiembed.batching import windows
 from multiembed.cli import common
 from multiembed.encoder import Role
-from multiembed.errors import BackendError, CollectionNotFoundError, MultiembedError
+from multiembed.errors import BackendError, MultiembedError
 from multiembed.ray.embed import FAILED_COLUMN, Layout, embed_with  # the ray extra, or a clear error
 from multiembed.ray.tables import to_embeddings
 from multiembed.sources import Item, Loaded
@@ -201,15 +201,12 @@ def encode(args: argparse.Namespace, items: Iterable[Item], role: Role, output: 
 
 def index(args: argparse.Namespace) -> int:
     """``multiembed index --engine ray``: embedded by actors, upserted by :class:`MilvusSink`."""
-    from multiembed.cli.store import _no_collection, collection_options, index_inputs
+    from multiembed.cli.store import collection_options, index_inputs
     from multiembed.ray.sink import MilvusSink
 
     started = time.perf_counter()
     sink = MilvusSink(args.uri, args.collection, **collection_options(args))
-    try:
-        encoder = sink.open()
-    except CollectionNotFoundError as error:
-        raise common.UsageError(_no_collection(error, args.uri)) from None
+    encoder = sink.open()
     assert sink.info is not None
     _, items = index_inputs(args, sink, sink.info.modality)
     modality, model, options = sink.encoder_arguments()

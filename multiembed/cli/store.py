@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multiembed.cli import common
 from multiembed.cli.bulk import index_params
-from multiembed.errors import CollectionNotFoundError
 from multiembed.milvus.client import silence_library_logs
 from multiembed.registry import get
 from multiembed.sources import count_items, expand_all
@@ -23,14 +22,6 @@ if TYPE_CHECKING:
     from multiembed.embeddings import ItemError
     from multiembed.registry import ModalitySpec
     from multiembed.sources import Item
-
-
-def _no_collection(error: CollectionNotFoundError, uri: str) -> str:
-    there = ", ".join(error.existing) or "none"
-    return (
-        f"no collection {error.collection!r} in {uri} (collections there: {there}); make one with "
-        f"`multiembed index INPUT --modality MODALITY --collection {error.collection}`"
-    )
 
 
 class IndexTarget(Protocol):
@@ -96,10 +87,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         return ray_engine.index(args)
     started = time.perf_counter()
-    try:
-        store = MilvusStore(args.uri, args.collection, device=args.device, **collection_options(args))
-    except CollectionNotFoundError as error:
-        raise common.UsageError(_no_collection(error, args.uri)) from None
+    store = MilvusStore(args.uri, args.collection, device=args.device, **collection_options(args))
     with store:
         spec, items = index_inputs(args, store, store.info.modality)
         added = skipped = 0
@@ -154,11 +142,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.verbose:
         silence_library_logs()
     common.quiet_libraries()
-    try:
-        remote_code: dict[str, Any] = {"trust_remote_code": True} if args.trust_remote_code else {}
-        store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model, **remote_code)
-    except CollectionNotFoundError as error:
-        raise common.UsageError(_no_collection(error, args.uri)) from None
+    remote_code: dict[str, Any] = {"trust_remote_code": True} if args.trust_remote_code else {}
+    store = MilvusStore(args.uri, args.collection, device=args.device, model=args.model, **remote_code)
     with store:
         query = Path(args.file) if args.file else args.query
         hits = store.search(
