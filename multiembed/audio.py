@@ -25,6 +25,10 @@ from multiembed.errors import InputError
 from multiembed.extras import require
 from multiembed.sources import open_regular, read_bytes, sha256_hex
 
+#: most samples one resampler call returns: upsampling multiplies a frame's length (16000x for a WAV
+#: whose header says 1 Hz: one 2048-sample frame would be 131 MB), so such frames are fed in pieces
+RESAMPLED_CHUNK = 1 << 19
+
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"})
 
@@ -127,7 +131,12 @@ def resampled(
             budget -= len(samples)
         if not np.all(np.isfinite(samples)):
             raise InputError("audio contains NaN or infinite samples")
-        yield samples if resampler is None else resampler.resample_chunk(samples)
+        if resampler is None:
+            yield samples
+        else:
+            step = max(1, RESAMPLED_CHUNK * rate // target_rate)  # the whole frame unless upsampling
+            for start in range(0, len(samples), step):
+                yield resampler.resample_chunk(samples[start : start + step])
         if budget == 0:
             break
     if resampler is not None:

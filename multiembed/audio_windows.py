@@ -11,16 +11,22 @@ decoded in the loader (a worker process) into log-mel windows; a longer one is o
 probed there, and handed on as an :class:`AudioFile` that the main process decodes, resamples and
 cuts as a stream (:meth:`AudioLoader.stream`), a few windows per encoder pass. Both paths give the
 same windows; ``max_seconds`` keeps only the beginning of every clip. Nothing here holds a model.
+
+Bytes (uploads to the server, the Python API) take the same two paths: a long clip's
+:class:`AudioFile` carries the encoded bytes and is decoded from an in-memory buffer as a stream.
+Its memory is then that of the upload, never that of its duration: decoded windows (1.9 MB of
+samples per 30 s) would otherwise make a small file of compressed silence, or a WAV whose header
+says 1 Hz, cost gigabytes (8 h of silent FLAC, 729 KB, took 3 GB held whole).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -55,7 +61,12 @@ class WhisperWindows:
 
 @dataclass(frozen=True)
 class AudioFile:
-    """A long file, decoded as a stream when it is embedded; small and picklable."""
+    """A long clip, decoded as a stream when it is embedded; picklable.
+
+    A file is named by its path (and checked unchanged by size and mtime); bytes travel as ``data``,
+    the encoded upload itself (at most ``max_bytes``), never decoded samples, which grow with the
+    duration and not with the upload.
+    """
 
     path: str
     key: str
@@ -64,6 +75,8 @@ class AudioFile:
     max_seconds: float | None
     #: estimated real frames, to batch by size
     frames: int
+    #: the encoded bytes of a clip given as bytes (``path`` is then empty); None for a file
+    data: bytes | None = field(default=None, repr=False)
 
 
 def fast_positions(frames: int, pad_seconds: float, window: int, per_second: int) -> int:
@@ -130,9 +143,13 @@ class AudioLoader:
                 raise InputError("empty file (0 bytes)")
             if self.max_bytes is not None and len(data) > self.max_bytes:
                 raise too_large(len(data), self.max_bytes)
+            key = sha256_hex(data)
             with open_audio(data) as (container, stream):
-                return Loaded(
-                    _stacked(list(self._decode(container, stream, self.max_seconds))), sha256_hex(data)
+                return self._probed(
+                    container,
+                    stream,
+                    key,
+                    lambda frames: AudioFile("", key, len(data), 0, self.max_seconds, frames, data),
                 )
         samples, key = load_audio(value, int(self.feature_extractor.sampling_rate), self.max_seconds)
         return Loaded(_stacked(list(self.window_features([samples]))), key)
@@ -140,42 +157,61 @@ class AudioLoader:
     def _file(self, path: Path) -> Loaded:
         """Short files decoded here; long ones (by metadata, or by decoding) become an AudioFile."""
         key = hash_file(path, self.max_bytes)  # only regular files, at most max_bytes
-        window_seconds = int(self.feature_extractor.n_samples) / int(self.feature_extractor.sampling_rate)
         with open_regular(path) as handle:
             info = os.fstat(handle.fileno())
             if info.st_size == 0:
                 raise InputError("empty file (0 bytes)")
             with open_audio(handle) as (container, stream):
-                seconds = audio_seconds(container, stream)
-                if seconds is not None and self.max_seconds is not None:
-                    seconds = min(seconds, self.max_seconds)
-                rate = int(self.feature_extractor.sampling_rate)
-                frames = math.ceil(
-                    (seconds or (EAGER_WINDOWS + 1) * window_seconds) * rate / SAMPLES_PER_FRAME
+                return self._probed(
+                    container,
+                    stream,
+                    key,
+                    lambda frames: AudioFile(
+                        str(path), key, info.st_size, info.st_mtime_ns, self.max_seconds, frames
+                    ),
                 )
-                later = Loaded(
-                    AudioFile(str(path), key, info.st_size, info.st_mtime_ns, self.max_seconds, frames), key
-                )
-                if seconds is not None and seconds > EAGER_WINDOWS * window_seconds:
-                    next(decoded(container, stream))  # a broken codec is still this item's error here
-                    return later
-                eager: list[Window] = []
-                for window in self._decode(container, stream, self.max_seconds):
-                    eager.append(window)
-                    if len(eager) > EAGER_WINDOWS:  # the metadata was missing or wrong
-                        return later
+
+    def _probed(self, container: Any, stream: Any, key: str, later: Callable[[int], AudioFile]) -> Loaded:
+        """The clip's windows if it has at most :data:`EAGER_WINDOWS` of them, else ``later(frames)``.
+
+        A clip long by its metadata is not decoded past its first frame (so a broken codec is still
+        this item's error here); one without metadata, or lying in it, is decoded only until it
+        proves longer. Either way the windows held here are bounded, whatever the duration.
+        """
+        window_seconds = int(self.feature_extractor.n_samples) / int(self.feature_extractor.sampling_rate)
+        seconds = audio_seconds(container, stream)
+        if seconds is not None and self.max_seconds is not None:
+            seconds = min(seconds, self.max_seconds)
+        rate = int(self.feature_extractor.sampling_rate)
+        frames = math.ceil((seconds or (EAGER_WINDOWS + 1) * window_seconds) * rate / SAMPLES_PER_FRAME)
+        deferred = Loaded(later(frames), key)
+        if seconds is not None and seconds > EAGER_WINDOWS * window_seconds:
+            next(decoded(container, stream))
+            return deferred
+        eager: list[Window] = []
+        for window in self._decode(container, stream, self.max_seconds):
+            eager.append(window)
+            if len(eager) > EAGER_WINDOWS:  # the metadata was missing or wrong
+                return deferred
         return Loaded(_stacked(eager), key)
 
     def stream(self, clip: AudioFile) -> Iterator[Window]:
-        """The windows of a long file, decoded lazily (in the main process)."""
+        """The windows of a long clip, decoded lazily (in the main process): from its file, or from an
+        in-memory buffer of its bytes."""
+        if clip.data is not None:
+            yield from self._streamed(clip.data, clip.max_seconds)
+            return
         with open_regular(Path(clip.path)) as handle:
             info = os.fstat(handle.fileno())
             if (info.st_size, info.st_mtime_ns) != (clip.size, clip.mtime_ns):
                 raise InputError("the file changed after it was hashed")
-            with open_audio(handle) as (container, stream):
-                found = False
-                for window in self._decode(container, stream, clip.max_seconds):
-                    found = True
-                    yield window
+            yield from self._streamed(handle, clip.max_seconds)
+
+    def _streamed(self, source: bytes | BinaryIO, max_seconds: float | None) -> Iterator[Window]:
+        found = False
+        with open_audio(source) as (container, stream):
+            for window in self._decode(container, stream, max_seconds):
+                found = True
+                yield window
         if not found:
             raise InputError("no audio samples (zero length)")
