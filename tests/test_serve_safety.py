@@ -245,3 +245,29 @@ def test_a_server_failure_in_milvus_is_not_blamed_on_the_client(library: Library
 
     assert status_of(BackendError("Milvus: Collection 'x' is in state 'released'; call load()")) == 500
     assert status_of(BackendError("cannot connect to Milvus at http://x:19530 (refused)")) == 503
+
+
+def test_audio_uploads_longer_than_the_limit_are_refused_by_their_header(tmp_path: Path) -> None:
+    """A few bytes can claim hours (a WAV at 1 Hz): every 30 s of it is a forward pass all clients wait on."""
+    import numpy as np
+
+    from tests.media_files import write_audio
+
+    library = build_library(tmp_path, audio=True)
+    long = write_audio(tmp_path / "long.wav", np.zeros(40, np.float32), 1)  # 40 s in 80 bytes of samples
+    short = b64(library.sounds[0])  # 1 s
+    models = [f"text=text:{library.text_model}", f"sound=audio:{library.whisper_model}"]
+    app = create_app(settings(library, models=models, max_audio_seconds=20))
+    with TestClient(app) as test_client:
+        wait_healthy(test_client)
+        body = {"model": "sound", "modality": "audio", "input": [short, b64(long)]}
+        refused = error_of(test_client.post("/v1/embeddings", json=body), 400)
+        assert refused["item"] == 1 and "40 s of audio: at most 20 s per clip" in refused["message"]
+        search = test_client.post("/collections/sounds/search", json={"file": b64(long)})
+        assert "40 s of audio" in error_of(search, 400)["message"]
+        added = test_client.post("/collections/sounds/items", json={"items": [short, b64(long)]}).json()
+        assert added["failed"] == [{"item": 1, "reason": "40 s of audio: at most 20 s per clip here "
+                                    "(serve --max-audio-seconds)"}]  # fmt: skip
+        assert added["skipped"] == 1  # the short one was stored already
+        body["input"] = [short]
+        assert test_client.post("/v1/embeddings", json=body).status_code == 200

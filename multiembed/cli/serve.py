@@ -67,6 +67,9 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     serve.add_argument("--max-queue", type=int, default=1024,
                        help="most items waiting per model; more get 503 (default: 1024)")  # fmt: skip
+    serve.add_argument("--max-audio-seconds", type=float, default=3600,
+                       help="longest audio upload embedded, in seconds by its header; 0: no limit "
+                       "(default: 3600)")  # fmt: skip
     serve.add_argument("--limit-concurrency", type=int, default=256,
                        help="most connections served at once; more get 503 (default: 256)")  # fmt: skip
     serve.add_argument("-v", "--verbose", action="store_true", help="log every request, and library logs")
@@ -112,6 +115,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
         device=args.device,
         media_root=os.path.abspath(args.media_root or os.getcwd()),
         max_queue=args.max_queue,
+        max_audio_seconds=args.max_audio_seconds or None,
         limit_concurrency=args.limit_concurrency,
     )
 

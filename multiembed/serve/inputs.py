@@ -96,6 +96,29 @@ def plan_for(encoder: Encoder, name: str, requested: str | None, role: Role | No
     raise ApiError(400, f"model {name!r} embeds {documents}{also}, not {requested!r}")
 
 
+def audio_too_long(data: Any, limit: float | None) -> str | None:
+    """Why an uploaded clip is refused before it is embedded: longer than ``limit`` seconds by its
+    header. A few MB can say days (silence compresses, a WAV header can claim 1 Hz), and every 30 s
+    of it is a forward pass on the worker that all clients share. What cannot be read is left to
+    the audio loader, which names the problem."""
+    if limit is None or not isinstance(data, (bytes, bytearray, memoryview)):
+        return None
+    import io
+
+    import av
+
+    from multiembed.audio import audio_seconds
+
+    try:
+        with av.open(io.BytesIO(bytes(data))) as container:
+            seconds = audio_seconds(container, container.streams.audio[0])
+    except Exception:  # not audio, or damaged: the loader gives the item's reason
+        return None
+    if seconds is None or seconds <= limit:
+        return None
+    return f"{seconds:,.0f} s of audio: at most {limit:,.0f} s per clip here (serve --max-audio-seconds)"
+
+
 def values_for(inputs: list[str], media: str) -> list[Any]:
     """Texts as they are; for other media, each string's base64 / data: URL bytes."""
     if media == "text":

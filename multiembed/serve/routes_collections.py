@@ -27,6 +27,7 @@ from multiembed.errors import BackendError, MultiembedError
 from multiembed.serve.errors import ApiError, parse_json
 from multiembed.serve.inputs import (
     UPLOAD_PREFIX,
+    audio_too_long,
     decode_base64,
     is_multipart,
     kind_of,
@@ -273,6 +274,10 @@ async def search_collection(name: str, request: Request) -> dict[str, Any]:
         hits = await _by_id(request, opened, query)
     else:
         data = upload if upload is not None else decode_base64(str(query.file), 0)
+        if kind_of(store.info.modality) == "audio":
+            reason = audio_too_long(data, pool_of(request).settings.max_audio_seconds)
+            if reason is not None:
+                raise ApiError(400, f"the file: {reason}")
         hits = await _on_worker(opened, data, query)
     kind = kind_of(store.info.modality)
     root = pool_of(request).settings.media_root
@@ -318,16 +323,19 @@ async def add_items(name: str, request: Request) -> dict[str, Any]:
     if len(labelled) > limit:
         raise ApiError(400, f"{len(labelled)} items: at most {limit} per request")
     opened = await pool.collection(name)
-    text = kind_of(opened.store.info.modality) == "text"
+    kind = kind_of(opened.store.info.modality)
     items: list[Item] = []
     positions: list[int] = []
     for index, (label, value) in enumerate(labelled):
-        if isinstance(value, str) and not text:
+        if isinstance(value, str) and kind != "text":
             try:
                 value = decode_base64(value, index)
             except ApiError as error:
                 failed.append({"item": index, "reason": error.message})
                 continue
+        if kind == "audio" and (reason := audio_too_long(value, pool.settings.max_audio_seconds)):
+            failed.append({"item": index, "reason": reason})
+            continue
         items.append(Item(upload_source(label), value))
         positions.append(index)
     report = await opened.served.batcher.call(lambda encoder: _add(opened, items, positions))

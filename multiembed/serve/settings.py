@@ -75,6 +75,8 @@ class ServeSettings:
     max_queue: int = 1024
     #: the most connections uvicorn serves at once; more get 503 (bounds memory under a flood)
     limit_concurrency: int = 256
+    #: the longest uploaded audio clip embedded (by its header), in seconds; None: no limit
+    max_audio_seconds: float | None = 3600.0
 
     def __post_init__(self) -> None:
         self.media_root = os.path.abspath(self.media_root)  # fixed now, whatever the cwd becomes
