@@ -131,7 +131,7 @@ def test_collections_show_and_drop(text_collection, capsys):
     assert main(["collections", "drop", "notes", "--uri", uri, "--yes"]) == 0
     assert "dropped collection 'notes' (3 rows)" in capsys.readouterr().err
     assert main(["collections", "show", "notes", "--uri", uri]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "no collection 'notes'" in capsys.readouterr().err
 
 
 def test_output_files_get_the_permissions_of_a_normal_file(tiny_models, tmp_path):
