@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,14 @@ class TextLoader:
             raise InputError("empty text")
         if "\x00" in value:
             raise InputError("text contains NUL characters (UTF-16 without a byte-order mark?)")
-        return Loaded(value, sha256_hex(value.encode("utf-8")))
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError as error:  # a str holding half of a UTF-16 pair (U+D800..U+DFFF)
+            raise InputError(
+                f"text contains a lone surrogate (U+{ord(value[error.start]):04X}) at character "
+                f"{error.start}: not valid Unicode"
+            ) from None
+        return Loaded(value, sha256_hex(data))
 
 
 load_text = TextLoader()
@@ -113,44 +121,136 @@ load_text = TextLoader()
 
 #: a first cut keeps this many characters per token the model reads (doubled until it is enough)
 CHARS_PER_TOKEN = 16
+#: the most a cut keeps, per token the model reads: the tokenizer never sees much more of a text than
+#: this (a text holding fewer tokens in so many characters is whitespace, unknown words or removed
+#: characters; what follows them may then be lost)
+MAX_CHARS_PER_TOKEN = 1024
 #: how far past the bound a word may run before the text is cut inside it
 MAX_WORD_CHARS = 64 * 1024
 #: where a cut may fall: plain whitespace, which every tokenizer splits words at (not the Unicode
 #: separators some normalizers delete, joining the words around them)
 _SPACE = re.compile(r"[ \t\n\r]")
+#: letters and digits, less the CJK ideographs BERT's normalizer puts spaces around: a run of them is
+#: one word to BERT's pre-tokenizer, and stays one through its normalizer (lowercasing, accent stripping)
+_LETTERS = r"[^\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]"
+_NOT_LETTER = re.compile(r"[\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+#: a run of letters and digits this long is one unknown word ([UNK]) to WordPiece (when it reads
+#: no word of 255 characters or more; see ``_unknown_word_keep``)
+_MIN_RUN = 512
+_LONG_RUN = re.compile(f"(?<!{_LETTERS}){_LETTERS}{{{_MIN_RUN},}}")
+
+
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """The tokens ``text`` is, without the special tokens a model adds around it."""
+    ids: list[int] = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    return ids
 
 
 def count_tokens(tokenizer: Any, text: str) -> int:
     """How many tokens ``text`` is, without the special tokens a model adds around it."""
-    return len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    return len(token_ids(tokenizer, text))
+
+
+def _unknown_word_keep(tokenizer: Any) -> int | None:
+    """For BERT's WordPiece: how much of each end of a run of letters keeps it one [UNK]; else None.
+
+    WordPiece reads a word of more than ``max_input_chars_per_word`` characters as one [UNK] whatever
+    its letters, so such a run's middle can go. Only BERT's own normalizer and pre-tokenizer are
+    known to keep a run of letters one word, and no added token may be letters alone (it could match
+    inside the run); the ends kept are at least as long as any added token, so matches at the run's
+    edges see the same characters.
+    """
+    try:
+        from tokenizers import models, normalizers, pre_tokenizers
+    except ImportError:  # pragma: no cover - transformers' fast tokenizers need it
+        return None
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        backend is None
+        or not isinstance(backend.model, models.WordPiece)
+        or not isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        or not (backend.normalizer is None or isinstance(backend.normalizer, normalizers.BertNormalizer))
+    ):
+        return None
+    added = [token.content for token in backend.get_added_tokens_decoder().values()]
+    if not all(any(_NOT_LETTER.match(char) and not _is_mark(char) for char in token) for token in added):
+        return None
+    return max([int(backend.model.max_input_chars_per_word) + 1, *map(len, added)])
+
+
+def _is_mark(char: str) -> bool:
+    return unicodedata.category(char).startswith("M")
+
+
+def _drop_unknown_middles(text: str, tokenizer: Any, size: int) -> str:
+    """``text`` with the middle of each run of letters long enough to be one [UNK] dropped, where that
+    provably leaves its tokens as they are (WordPiece tokenizers only; in about its first ``size``
+    characters). A 30 MB word is then a few hundred characters, and the words after it are still read.
+    """
+    match = _LONG_RUN.search(text, 0, size)
+    if match is None:
+        return text
+    keep = _unknown_word_keep(tokenizer)
+    if keep is None or 2 * keep >= _MIN_RUN:
+        return text
+    parts: list[str] = []
+    start = kept = 0
+    while match is not None and kept < size:
+        stop = _NOT_LETTER.search(text, match.end())  # where the run ends, past the window too
+        end = len(text) if stop is None else stop.start()
+        parts += [text[start : match.start() + keep], text[end - keep : end]]
+        kept += match.start() + 2 * keep - start
+        start = end
+        match = _LONG_RUN.search(text, start, start + size - kept)
+    parts.append(text[start:])
+    return "".join(parts)
+
+
+def _same_start(tokenizer: Any, text: str, longer: str) -> int:
+    """How many tokens ``text`` and ``longer`` (which starts with it) begin with alike."""
+    first, second = token_ids(tokenizer, text), token_ids(tokenizer, longer)
+    differ = (i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+    return next(differ, min(len(first), len(second)))
 
 
 def cut_for_tokenizer(text: str, tokenizer: Any, max_tokens: int) -> str:
-    """The start of ``text`` that still holds every token a model truncating at ``max_tokens`` reads.
+    """A short text that still holds every token a model truncating at ``max_tokens`` reads in ``text``.
 
     Tokenizing a 50 MB line whole only to keep its first few hundred tokens costs gigabytes. The
     text is cut at a space, tab or line break, so every word before the cut is whole and tokenizes
     exactly as in the full text (tokenizers split words there first); once the cut holds more
     than ``max_tokens`` tokens, the model's truncation keeps the same tokens as from the full text.
     Otherwise the cut is made twice as long. A word running more than ``MAX_WORD_CHARS`` past the
-    bound is cut inside only once the part before it already holds enough tokens.
+    bound is cut inside, at the bound, once the tokens before the bound stay the same when the cut
+    is ``MAX_WORD_CHARS`` longer: only a word's last pieces depend on where it ends (a word WordPiece
+    reads as [UNK] stays [UNK] however long; BPE and unigram pieces span a few characters). Before
+    a cut is first made longer, WordPiece's [UNK] words lose their middles, so that the words after
+    a giant one are still read. No cut holds more than ``MAX_CHARS_PER_TOKEN`` characters per
+    token, plus ``MAX_WORD_CHARS``, and the tokenizer never sees more.
     """
     limit = CHARS_PER_TOKEN * max_tokens
+    most = MAX_CHARS_PER_TOKEN * max_tokens
+    shortened = False
     while limit < len(text):
         space = _SPACE.search(text, limit, limit + MAX_WORD_CHARS)
-        if space is None:
-            if len(text) - limit <= MAX_WORD_CHARS:
-                return text
-            cut = text[:limit]  # inside a giant word: safe only if what comes before is enough
-            before = cut[: max((match.start() for match in _SPACE.finditer(cut)), default=0)]
-            if count_tokens(tokenizer, before) > max_tokens:
-                return before
-            limit *= 2
-            continue
-        cut = text[: space.start()]
-        if count_tokens(tokenizer, cut) > max_tokens:
-            return cut
-        limit = 2 * space.start() + 1
+        if space is not None:
+            cut = text[: space.start()]
+            if limit >= most or count_tokens(tokenizer, cut) > max_tokens:
+                return cut
+            longer = 2 * space.start() + 1
+        elif len(text) - limit <= MAX_WORD_CHARS:
+            return text
+        else:  # inside a word running more than MAX_WORD_CHARS past the bound
+            cut = text[:limit]
+            if limit >= most or _same_start(tokenizer, cut, text[: limit + MAX_WORD_CHARS]) > max_tokens:
+                return cut
+            longer = 2 * limit
+        if not shortened:
+            shortened, length = True, len(text)
+            text = _drop_unknown_middles(text, tokenizer, most + MAX_WORD_CHARS)
+            if len(text) < length:
+                continue  # the same bound again, in the shorter text
+        limit = min(longer, most)
     return text
 
 

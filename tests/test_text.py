@@ -167,3 +167,80 @@ def test_not_a_sentence_transformers_directory(tmp_path):
         multiembed.ModelNotFoundError, match="cannot load as a sentence-transformers text model"
     ):
         multiembed.load("text", str(tmp_path), device="cpu")
+
+
+# ---- giant words and broken strings ----------------------------------------------------------------
+class RecordingTokenizer:
+    """A tokenizer that remembers the longest text it was given."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.longest = 0
+
+    def __call__(self, text, **kwargs):
+        self.longest = max(self.longest, len(text))
+        return self.tokenizer(text, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def base64_word(size: int) -> str:
+    """Random base64 text without spaces: ``+`` and ``/`` split it into many short WordPiece words."""
+    import base64
+    import random
+
+    return base64.b64encode(random.Random(0).randbytes(size * 3 // 4)).decode()[:size]
+
+
+GIANT_WORDS = {
+    "letters": lambda: "a" * 10_000_000,  # one [UNK]: its middle is dropped
+    "letters-then-words": lambda: "word " * 10 + "a" * 10_000_000 + " more words" * 300,
+    "base64": lambda: base64_word(10_000_000),  # cut inside the word, at the bound
+    "emoji": lambda: "\U0001f600" * 2_000_000,  # one [UNK] too, not letters: cut at the most a cut keeps
+}
+
+
+@pytest.mark.parametrize("name", list(GIANT_WORDS))
+def test_a_giant_word_is_never_tokenized_whole(tiny_models, name):
+    from multiembed.texts import MAX_CHARS_PER_TOKEN, MAX_WORD_CHARS, cut_for_tokenizer, token_ids
+
+    encoder = multiembed.load("text", str(tiny_models["mean"]), device="cpu")
+    max_tokens = int(encoder.model.max_seq_length)
+    tokenizer = RecordingTokenizer(encoder.model.tokenizer)
+    text = GIANT_WORDS[name]()
+    cut = cut_for_tokenizer(text, tokenizer, max_tokens)
+    assert tokenizer.longest <= MAX_CHARS_PER_TOKEN * max_tokens + MAX_WORD_CHARS
+    assert len(cut) <= MAX_CHARS_PER_TOKEN * max_tokens + MAX_WORD_CHARS
+    if name != "emoji":  # the emoji's whole is 2 M tokenizer characters; its cut is one [UNK] as well
+        sample = text[:150_000] + text[-3_300:]  # the same shape, small enough to tokenize whole here
+        assert token_ids(tokenizer, cut)[:max_tokens] == token_ids(tokenizer, sample)[:max_tokens]
+    assert (
+        token_ids(tokenizer, cut_for_tokenizer(text[:150_000], tokenizer, max_tokens))[:max_tokens]
+        == (token_ids(tokenizer, text[:150_000])[:max_tokens])
+    )
+
+
+def test_giant_words_among_good_texts_match_sentence_transformers(minilm_dir):
+    texts = [
+        "a red bicycle",
+        "word " * 10 + "a" * 5_000_000 + " more words" * 300,
+        "tail " + base64_word(200_000),
+        "dog",
+    ]
+    encoder = multiembed.load("text", str(minilm_dir), device="cpu")
+    result = encoder.encode(texts)
+    assert result.indices == [0, 1, 2, 3]
+    expected = SentenceTransformer(str(minilm_dir), device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.abs(result.vectors - expected).max() <= PARITY
+
+
+def test_a_lone_surrogate_is_an_item_error(tiny_models):
+    encoder = multiembed.load("text", str(tiny_models["mean"]), device="cpu")
+    result = encoder.encode(["good text", "abc\ud800def", "dog", "\udfff"])
+    assert result.indices == [0, 2]
+    assert [(e.index, e.reason) for e in result.errors] == [
+        (1, "text contains a lone surrogate (U+D800) at character 3: not valid Unicode"),
+        (3, "text contains a lone surrogate (U+DFFF) at character 0: not valid Unicode"),
+    ]
+    np.testing.assert_allclose(result.vectors, np.stack(encoder.encode_documents(["good text", "dog"])))
