@@ -176,3 +176,12 @@ def test_indexing_nothing_leaves_no_empty_collection(tiny_models, tmp_path, caps
     assert "nothing to embed" in capsys.readouterr().err
     assert main(["collections", "--uri", uri]) == 0
     assert "no collections" in capsys.readouterr().err
+
+
+def test_a_missing_model_leaves_no_empty_database(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("one line\n")
+    uri = tmp_path / "new.db"
+    argv = ["index", str(tmp_path / "a.txt"), "-m", "text", "--model", str(tmp_path / "no-model"), "--uri"]
+    assert main([*argv, str(uri)]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    assert not uri.exists()

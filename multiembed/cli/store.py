@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from multiembed.cli import common
 from multiembed.cli.bulk import index_params
-from multiembed.milvus.client import silence_library_logs
+from multiembed.milvus.client import is_lite, lite_path, silence_library_logs
+from multiembed.models import resolve_model
 from multiembed.registry import get
 from multiembed.sources import count_items, expand_all
 
@@ -82,6 +83,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             raise common.UsageError("give --modality (for a new collection) or --collection")
         args.collection = args.modality.replace("-", "_")
     common.quiet_libraries()
+    if args.modality is not None and is_lite(args.uri) and not Path(lite_path(args.uri)).exists():
+        # A new database holds no collection yet: find the model before the file is made, so a
+        # model that is not there leaves no empty database behind.
+        resolve_model(get(args.modality), args.model)
     if args.engine == "ray":
         from multiembed.cli import ray_engine
 
