@@ -131,6 +131,14 @@ def test_modalities_lists_models_dims_and_default(capsys):
     assert "text:" in out
     assert "sentence-transformers/all-MiniLM-L6-v2" in out and "384-d  (default)" in out
     assert "BAAI/bge-base-en-v1.5" in out
+    assert "tei:default" in out and "0-d" not in out  # a dimension set by a file or server: any-d
+    ends: dict[str, set[int]] = {}  # where each model's "-d" ends, per modality: one column
+    for line in out.splitlines():
+        if not line.startswith(" "):
+            modality = line.split(":")[0]
+        elif line.removesuffix("  (default)").endswith("-d"):
+            ends.setdefault(modality, set()).add(len(line.removesuffix("  (default)")))
+    assert ends and all(len(column) == 1 for column in ends.values()), ends
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["encode", "--help"], ["modalities", "--help"]])

@@ -121,6 +121,8 @@ def test_hybrid_scores_are_labelled_as_fusion_scores(tiny_models, tmp_path, caps
 def test_collections_show_and_drop(text_collection, capsys):
     uri, model, _ = text_collection
     capsys.readouterr()
+    assert main(["collections", "list", "--uri", uri]) == 0
+    assert f"{model}  dense 32-d COSINE" in capsys.readouterr().out  # the output's name, once
     assert main(["collections", "show", "notes", "--uri", uri]) == 0
     out = capsys.readouterr().out
     assert f"collection notes in {uri}: 3 rows" in out and f"model     {model}" in out

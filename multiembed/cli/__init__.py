@@ -27,11 +27,14 @@ def cmd_modalities(args: argparse.Namespace) -> int:
     for spec in list_modalities():
         kinds = " ".join(sorted(spec.extensions))
         print(f"{spec.name}: {spec.description}  [files: {kinds}]")
+        alias_width = max([12, *(len(info.alias) for info in spec.models)])
+        hub_width = max([45, *(len(info.hub_id) for info in spec.models)])
         for info in spec.models:
             default = "  (default)" if info.alias == spec.default_model else ""
-            print(f"  {info.alias:<12} {info.hub_id:<45} {info.dim:>5}-d{default}")
+            dim = f"{info.dim:>5}-d" if info.dim else "  any-d"  # set by a file or a server
+            print(f"  {info.alias:<{alias_width}} {info.hub_id:<{hub_width}} {dim}{default}")
             if info.description:
-                print(f"  {'':<12} {info.description}")
+                print(f"  {'':<{alias_width}} {info.description}")
     return EXIT_OK
 
 

@@ -208,8 +208,9 @@ def cmd_collections(args: argparse.Namespace) -> int:
         if info is None:
             described = "(not multiembed)"
         else:
-            outputs = ", ".join(
-                f"{spec.name} {spec.kind} {spec.dim}-d {spec.metric}" for spec in info.outputs
+            outputs = ", ".join(  # "dense 384-d COSINE", "lexical sparse 250002-d IP"
+                " ".join(dict.fromkeys([spec.name, spec.kind])) + f" {spec.dim}-d {spec.metric}"
+                for spec in info.outputs
             )
             described = f"{info.modality:<11} {info.model}  {outputs}" + ("  +BM25" if info.hybrid else "")
         print(f"{summary.name:<20} {summary.rows:>8} rows  {described}")
