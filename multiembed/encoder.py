@@ -47,6 +47,11 @@ KeyFilter = Callable[[Sequence[str]], Collection[str]]
 ItemVectors = dict[str, Any]
 
 
+def _non_finite(vectors: ItemVectors) -> str | None:
+    """Why one item's vectors cannot be kept: NaN or infinity in any output (too loud a clip)."""
+    return None if all(map(is_finite_row, vectors.values())) else NON_FINITE
+
+
 @dataclass
 class ModelOutput:
     """What ``forward`` hands to ``pool``: per-position states, which positions are real, extras."""
@@ -270,11 +275,10 @@ class Encoder(FastHook, ABC):
         for indices in budget_batches(sizes, batch_size, self.size_budget(batch_size)):
             batch = [entries[index] for index in indices]
             raws = [entry.loaded.raw for entry in batch]
-            isolated = embed_isolated(lambda part: self._embed(part, role), raws, self.device, watch)
+            isolated = embed_isolated(
+                lambda part: self._embed(part, role), raws, self.device, watch, _non_finite
+            )
             for entry, result in zip(batch, isolated, strict=True):
-                if not isinstance(result, str) and not all(map(is_finite_row, result.values())):
-                    watch.failure(NON_FINITE)  # every item NaN (an fp16 overflow) is the model's fault
-                    result = NON_FINITE
                 if isinstance(result, str):
                     errors.append(ItemError(entry.position, entry.item.source, result))
                 else:
@@ -326,12 +330,15 @@ class Encoder(FastHook, ABC):
         skip_keys: KeyFilter | None = None,
         keep_raw: bool = False,
         total: int | None = None,
+        stop_on_systemic: bool = True,
     ) -> Iterator[Embeddings]:
         """Encode a stream window by window, so memory stays flat however many items come.
 
         ``skip_keys`` lets a store leave out items it already holds before the model runs; the
         next window is read only after the caller has handled (e.g. stored) the previous one.
         ``total`` sizes the progress bar when ``inputs`` has no length but the count is known.
+        ``stop_on_systemic=False`` reports items failing alike one by one instead of raising
+        :class:`~multiembed.failures.SystemicFailure` (for a caller that has checked the model works).
         """
         if role not in ("document", "query"):
             raise ConfigError(f"role must be 'document' or 'query', not {role!r}")
@@ -341,7 +348,7 @@ class Encoder(FastHook, ABC):
         if total is None and isinstance(inputs, Sized):
             total = len(inputs)
         window = batch_size * self.sort_window_batches
-        watch = FailureWatch()
+        watch = FailureWatch(stop=stop_on_systemic)
         identity = self._identity()  # config() once per run, not once per window
         with tqdm(
             total=total,
@@ -364,12 +371,21 @@ class Encoder(FastHook, ABC):
         role: Role = "document",
         batch_size: int | None = None,
         progress: bool | None = None,
+        stop_on_systemic: bool = True,
     ) -> Embeddings:
         """Embed everything; failures are collected in ``errors`` instead of raised.
 
         ``progress=None`` shows a bar on stderr only when it is a terminal.
         """
-        parts = list(self.iter_encode(inputs, role=role, batch_size=batch_size, progress=progress))
+        parts = list(
+            self.iter_encode(
+                inputs,
+                role=role,
+                batch_size=batch_size,
+                progress=progress,
+                stop_on_systemic=stop_on_systemic,
+            )
+        )
         return Embeddings.concat(parts, specs=self.outputs, **self._identity())
 
     # ---- the pymilvus.model surface ------------------------------------------------------------

@@ -39,7 +39,9 @@ class FailureWatch:
     reason, the run stops with that error instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stop: bool = True) -> None:
+        #: False: never raise (a caller that has checked the model itself; items just fail alone)
+        self.stop = stop
         self.succeeded = False
         self.reason: str | None = None
         self.count = 0
@@ -52,7 +54,7 @@ class FailureWatch:
         shape = re.sub(r"\d+", "#", reason)
         self.count = self.count + 1 if shape == self.reason else 1
         self.reason = shape
-        if self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
+        if self.stop and self.count >= (SYSTEMIC_AFTER if self.succeeded else 2):
             raise SystemicFailure(f"the model fails on every item, stopping the run: {reason}")
 
 

@@ -26,31 +26,45 @@ T = TypeVar("T")
 
 
 def embed_isolated(
-    embed: Callable[[list[Any]], list[T]], raws: list[Any], device: torch.device, watch: FailureWatch
+    embed: Callable[[list[Any]], list[T]],
+    raws: list[Any],
+    device: torch.device,
+    watch: FailureWatch,
+    reject: Callable[[T], str | None] | None = None,
 ) -> list[T | str]:
-    """``embed(raws)``, item by item: each item's result, or the reason it failed."""
+    """``embed(raws)``, item by item: each item's result, or the reason it failed.
+
+    ``reject`` refuses a result that came out (a NaN vector): a batch with some results kept shows
+    the model works, and only the rejected items fail; a batch rejected whole is split like one
+    that raised, so a model that rejects everything (an fp16 overflow) is stopped like a broken one.
+    The watch is told of a failure only once the exception is left behind: the failed forward
+    pass's tensors (on a GPU, the memory it ran out of) must not live on in the error it raises.
+    """
+    reason = ""
     try:
-        results: list[T | str] = list(embed(raws))
-        watch.success()
-        return results
+        results = list(embed(raws))
     except (BackendError, KeyboardInterrupt):
         raise
     except torch.OutOfMemoryError:
+        reason = f"too big for the memory of {device} on its own (out of memory)"
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        if len(raws) == 1:
-            reason = f"too big for the memory of {device} on its own (out of memory)"
-            watch.failure(reason)
-            return [reason]
     except Exception as error:
         if is_device_failure(error):
             raise BackendError(f"{device} failed: {error}") from None
-        if len(raws) == 1:
-            reason = failure_reason(error)
-            if not isinstance(error, InputError):  # a bad item decoded late is no model fault
-                watch.failure(reason)
-            return [reason]
+        if isinstance(error, InputError) and len(raws) == 1:
+            return [error.reason]  # a bad item decoded late is no model fault
+        reason = failure_reason(error)
+    else:
+        verdicts = [reject(result) for result in results] if reject is not None else [None] * len(results)
+        if not verdicts or not all(verdicts):
+            watch.success()
+            return [verdict or result for result, verdict in zip(results, verdicts, strict=True)]
+        reason = str(verdicts[0])
+    if len(raws) == 1:
+        watch.failure(reason)
+        return [reason]
     half = len(raws) // 2
-    return embed_isolated(embed, raws[:half], device, watch) + embed_isolated(
-        embed, raws[half:], device, watch
+    return embed_isolated(embed, raws[:half], device, watch, reject) + embed_isolated(
+        embed, raws[half:], device, watch, reject
     )

@@ -111,6 +111,8 @@ def test_a_non_finite_vector_is_that_items_error_and_nan_for_all_stops_the_run(e
     assert [(error.index, error.reason) for error in result.errors] == [(1, NON_FINITE)]
     assert result.indices == [0, 2] and np.isfinite(result.vectors).all()
     np.testing.assert_allclose(result.vectors, encoder.encode(["a dog", "a cat"]).vectors, atol=1e-6)
+    mixed = [inputs[0], inputs[1]] * 4  # NaN items one after another in a batch, among good ones
+    assert [error.index for error in model.encode(mixed, batch_size=8).errors] == [1, 3, 5, 7]
     with pytest.raises(SystemicFailure, match=r"the model fails on every item.*not finite"):
         model.encode([inputs[1]] * 12)
 
