@@ -304,6 +304,9 @@ def test_the_command_refuses_what_it_cannot_serve_in_one_line(
 
     assert main(["serve", "--host", "0.0.0.0", "--model", "text"]) == 2
     assert "without an API key" in capsys.readouterr().err
+    for bad in ("nan", "-1"):
+        assert main(["serve", "--max-audio-seconds", bad]) == 2
+        assert "--max-audio-seconds must be >= 0" in capsys.readouterr().err
     assert main(["serve", "--model", "text:/no/such/model"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
     assert main(["serve", "--model", "clip=image-text:clip"]) == 2  # not in this offline machine's cache

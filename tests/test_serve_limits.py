@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 import multiembed
 from multiembed.serve.app import create_app
-from multiembed.serve.batcher import Batcher, stop_all
+from multiembed.serve.batcher import Batcher, ItemFailure, WorkerDead, stop_all
 from tests.serve_support import (
     Library,
     assert_same,
@@ -165,16 +165,55 @@ def test_inputs_that_fail_alike_refuse_their_request_not_the_model(library: Libr
         embed = lambda texts: test_client.post("/v1/embeddings", json={"model": "text", "input": texts})  # noqa: E731
         assert embed("fine").status_code == 200
 
-        def out_of_memory_for_long_texts(batch: Any) -> None:
-            if batch["attention_mask"].shape[1] > 12:
-                raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9876543 bytes")
-
         app.state.pool.find("text").batcher.encoder.batch_observer = out_of_memory_for_long_texts
-        long = "a text with far more than twelve tokens in it, " * 3
-        refused = error_of(embed(["short", long, long, long]), 400)
+        refused = error_of(embed(["short", LONG, LONG, LONG]), 400)
         assert refused["item"] == 1 and "can't allocate memory" in refused["message"]
         assert test_client.get("/healthz").json()["models"]["text"] == "ok"
         assert embed(["short again", "and fine"]).status_code == 200
+        # Adding to a collection runs on the same worker: the same check, and a 400
+        added = test_client.post("/collections/notes/items", json={"items": [LONG + "x", LONG + "y"]})
+        assert "fail alike: RuntimeError: DefaultCPUAllocator" in error_of(added, 400)["message"]
+        assert test_client.get("/healthz").json()["models"]["text"] == "ok"
+
+
+def out_of_memory_for_long_texts(batch: Any) -> None:
+    """A batch hook: any batch holding a text of more than 12 tokens runs out of memory."""
+    if batch["attention_mask"].shape[1] > 12:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 9876543 bytes")
+
+
+LONG = "a text with far more than twelve tokens in it, " * 3
+
+
+def test_merged_requests_failing_alike_refuse_only_the_bad_one_and_a_model_never_seen_working_dies(
+    library: Library,
+) -> None:
+    encoder = multiembed.load("text", str(library.text_model), device="cpu")
+
+    async def scenario(batcher: Batcher, warm_up: bool) -> tuple[list[Any], str]:
+        batcher.start()
+        await batcher.ready()
+        if warm_up:
+            await batcher.encode(["fine"], "document")
+        encoder.batch_observer = out_of_memory_for_long_texts
+        try:
+            requests = [["short one"], [LONG, LONG, LONG], ["short two", "and three"]]
+            calls = [batcher.encode(texts, "document") for texts in requests]
+            return await asyncio.gather(*calls, return_exceptions=True), batcher.state
+        finally:
+            encoder.batch_observer = None
+            await asyncio.to_thread(batcher.stop)
+
+    merged = Batcher("text", lambda: encoder, max_wait_ms=300)  # the three requests run as one batch
+    (first, bad, last), state = asyncio.run(scenario(merged, warm_up=True))
+    assert state == "ok" and (3, 6) in merged.batches, list(merged.batches)
+    assert len(first.ids) == 1 and len(last.ids) == 2
+    assert isinstance(bad, ItemFailure) and bad.index == 0 and "can't allocate memory" in bad.reason
+
+    fresh = Batcher("text", lambda: encoder, max_wait_ms=300)  # nothing has worked yet: nothing to check
+    results, state = asyncio.run(scenario(fresh, warm_up=False))
+    assert state == "dead" and all(isinstance(result, WorkerDead) for result in results), results
+    assert "the model fails on every item" in str(fresh.error)
 
 
 def test_a_full_queue_answers_503_with_retry_after(library: Library) -> None:

@@ -101,6 +101,10 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
             f"add to and search the collections and read their files; set --api-key or {API_KEY_ENV} "
             "(or pass --insecure-no-auth when your own proxy checks who connects)"
         )
+    if not args.max_audio_seconds >= 0:  # also NaN
+        raise common.UsageError(
+            f"--max-audio-seconds must be >= 0 (0: no limit), got {args.max_audio_seconds}"
+        )
     if args.max_request_mb <= 0:
         raise common.UsageError(f"--max-request-mb must be > 0, got {args.max_request_mb}")
     return ServeSettings(

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from multiembed.errors import BackendError, MultiembedError
+from multiembed.errors import BackendError, InputError, MultiembedError
 from multiembed.failures import SystemicFailure
 from multiembed.workers import failure_reason
 
@@ -100,6 +100,8 @@ class _Job(_Waiter[Any]):
 
 
 _STOP = object()
+#: the largest input kept to check the model with (see ``Batcher._remember_good``)
+KNOWN_GOOD_MAX_BYTES = 256 * 1024
 
 
 class Batcher:
@@ -133,8 +135,8 @@ class Batcher:
         #: tasks taken from the queue while gathering a batch, to run after it (worker thread only)
         self._held: deque[Any] = deque()
         self._lock = threading.Lock()  # orders "still alive? then enqueue" against dying
-        #: the last input embedded without error, and its role: what tells a broken model from bad inputs
-        self._known_good: tuple[Any, Role] | None = None
+        #: per role, a small input embedded without error: what tells a broken model from bad inputs
+        self._known_good: dict[Role, Any] = {}
         self._started = False
         self._thread = threading.Thread(target=self._run, name=f"multiembed-model-{name}", daemon=True)
 
@@ -295,12 +297,13 @@ class Batcher:
             return
         values = [value for task in batch for value in task.values]
         self.batches.append((len(batch), len(values)))
-        batch_size = max(self.encoder.batch_size, min(len(values), self.max_batch))
         try:
-            result = self.encoder.encode(values, role=batch[0].role, batch_size=batch_size, progress=False)
+            result = self._encode(values, batch[0].role, stop_on_systemic=True)
         except SystemicFailure as error:
-            self._blame_inputs_or_die(batch, error)
-            return
+            # Items failed alike. Only the model's fault if it fails on what it embedded before;
+            # else the batch runs again with its items failing one by one, naming themselves.
+            self._check_model(_bare(error), batch[0].role)
+            result = self._encode(values, batch[0].role, stop_on_systemic=False)
         except BackendError:
             raise  # the model itself failed: the worker dies, naming why
         except MultiembedError as error:  # a refusal of the whole call (e.g. a role it has no tower for)
@@ -318,44 +321,52 @@ class Batcher:
                 rows = slice(first, first + len(task.values))
                 outputs = {name: column[rows] for name, column in result.outputs.items()}
                 task.settle(Encoded(outputs, result.specs, result.ids[rows]))
-                self._known_good = (task.values[0], task.role)
+                self._remember_good(task)
             start = end
 
-    def _blame_inputs_or_die(self, batch: list[_Encode], error: SystemicFailure) -> None:
-        """Items failed alike: the model's fault if it fails on what it embedded before, else theirs.
-
-        A model that never worked yet has nothing to be checked with and dies as before. Requests
-        merged into the batch are run again one at a time, so only the ones that fail are refused;
-        a request alone is run item by item, so its refusal names the first item that fails.
-        """
-        if self._known_good is None or self._failure_of(*self._known_good) is not None:
-            raise error
-        if len(batch) > 1:
-            for task in batch:
-                self._run_batch([task])
-            return
-        task = batch[0]
-        for index, value in enumerate(task.values):
-            reason = self._failure_of(value, task.role)
-            if reason is not None:
-                task.settle(error=ItemFailure(index, reason))
-                return
-        # Each item works alone and not together: rare, and not worth a per-item encode of them all.
-        task.settle(error=BackendError(f"the model failed on these inputs together ({error}); send fewer"))
-
-    def _failure_of(self, value: Any, role: Role) -> str | None:
-        """Why one input fails on its own, or None when it embeds."""
+    def _encode(self, values: list[Any], role: Role, *, stop_on_systemic: bool) -> Any:
         assert self.encoder is not None
+        batch_size = max(self.encoder.batch_size, min(len(values), self.max_batch))
+        return self.encoder.encode(
+            values, role=role, batch_size=batch_size, progress=False, stop_on_systemic=stop_on_systemic
+        )
+
+    def _remember_good(self, task: _Encode) -> None:
+        """Keep the smallest input each role has embedded without error, to check the model with.
+
+        Smallest, and at most :data:`KNOWN_GOOD_MAX_BYTES`: the check must be cheap, and a client
+        must not be able to make every later check expensive with one large upload.
+        """
+        value = min(task.values, key=_input_size)
+        size = _input_size(value)
+        known = self._known_good.get(task.role)
+        if size <= KNOWN_GOOD_MAX_BYTES and (known is None or size < _input_size(known)):
+            self._known_good[task.role] = value
+
+    def _check_model(self, error: SystemicFailure, role: Role) -> None:
+        """Raise ``error`` (the worker dies) unless the model still embeds a known-good input of ``role``.
+
+        A role that never worked has nothing to be checked with: its failure stands, as in a batch run.
+        """
+        known = self._known_good.get(role)
+        if known is None:
+            raise error
         try:
-            result = self.encoder.encode([value], role=role, progress=False)
-        except MultiembedError as error:
-            return str(error)
-        return result.errors[0].reason if result.errors else None
+            working = not self._encode([known], role, stop_on_systemic=True).errors
+        except MultiembedError:
+            working = False
+        if not working:
+            raise error
 
     def _run_job(self, job: _Job) -> None:
         assert self.encoder is not None
         try:
             value = job.function(self.encoder)
+        except SystemicFailure as error:  # e.g. items added to a collection, failing alike
+            reason = str(_bare(error))
+            self._check_model(_bare(error), "document")
+            job.settle(error=InputError(f"this request's items fail alike: {reason.split(': ', 1)[-1]}"))
+            return
         except Exception as error:  # the job's own failure (a bad query, a Milvus refusal): its caller's
             job.settle(error=error)
             return
@@ -379,6 +390,18 @@ class Batcher:
         for task in pending:
             if isinstance(task, _Waiter):
                 task.settle(error=WorkerDead(f"model {self.name!r} stopped: {reason}"))
+
+
+def _bare(error: SystemicFailure) -> SystemicFailure:
+    """``error`` without its traceback and the exception it arose from: those hold the failed forward
+    pass's frames, and on a GPU the memory it ran out of, while the model is checked."""
+    error.__context__ = error.__cause__ = None
+    return error.with_traceback(None)
+
+
+def _input_size(value: Any) -> int:
+    """How big an input is to hold and to embed again: its length for text and bytes."""
+    return len(value) if isinstance(value, (str, bytes, bytearray, memoryview)) else KNOWN_GOOD_MAX_BYTES + 1
 
 
 def _size(task: Any) -> int:

@@ -103,20 +103,26 @@ def audio_too_long(data: Any, limit: float | None) -> str | None:
     the audio loader, which names the problem."""
     if limit is None or not isinstance(data, (bytes, bytearray, memoryview)):
         return None
-    import io
-
-    import av
-
-    from multiembed.audio import audio_seconds
+    from multiembed.audio import audio_seconds, open_audio
 
     try:
-        with av.open(io.BytesIO(bytes(data))) as container:
-            seconds = audio_seconds(container, container.streams.audio[0])
+        with open_audio(bytes(data)) as (container, stream):
+            seconds = audio_seconds(container, stream)
     except Exception:  # not audio, or damaged: the loader gives the item's reason
         return None
     if seconds is None or seconds <= limit:
         return None
     return f"{seconds:,.0f} s of audio: at most {limit:,.0f} s per clip here (serve --max-audio-seconds)"
+
+
+async def too_long(values: list[Any], limit: float | None) -> list[str | None]:
+    """:func:`audio_too_long` of each value, off the event loop: probing and copying megabytes of
+    uploads would stall every other request."""
+    if limit is None:
+        return [None] * len(values)
+    from anyio import to_thread
+
+    return await to_thread.run_sync(lambda: [audio_too_long(value, limit) for value in values])
 
 
 def values_for(inputs: list[str], media: str) -> list[Any]:

@@ -27,12 +27,12 @@ from multiembed.errors import BackendError, MultiembedError
 from multiembed.serve.errors import ApiError, parse_json
 from multiembed.serve.inputs import (
     UPLOAD_PREFIX,
-    audio_too_long,
     decode_base64,
     is_multipart,
     kind_of,
     media_of,
     read_form,
+    too_long,
     upload_source,
 )
 from multiembed.serve.routes_embeddings import body_schema, pool_of, validated
@@ -275,7 +275,7 @@ async def search_collection(name: str, request: Request) -> dict[str, Any]:
     else:
         data = upload if upload is not None else decode_base64(str(query.file), 0)
         if kind_of(store.info.modality) == "audio":
-            reason = audio_too_long(data, pool_of(request).settings.max_audio_seconds)
+            [reason] = await too_long([data], pool_of(request).settings.max_audio_seconds)
             if reason is not None:
                 raise ApiError(400, f"the file: {reason}")
         hits = await _on_worker(opened, data, query)
@@ -324,8 +324,7 @@ async def add_items(name: str, request: Request) -> dict[str, Any]:
         raise ApiError(400, f"{len(labelled)} items: at most {limit} per request")
     opened = await pool.collection(name)
     kind = kind_of(opened.store.info.modality)
-    items: list[Item] = []
-    positions: list[int] = []
+    decoded: list[tuple[int, str, Any]] = []
     for index, (label, value) in enumerate(labelled):
         if isinstance(value, str) and kind != "text":
             try:
@@ -333,7 +332,13 @@ async def add_items(name: str, request: Request) -> dict[str, Any]:
             except ApiError as error:
                 failed.append({"item": index, "reason": error.message})
                 continue
-        if kind == "audio" and (reason := audio_too_long(value, pool.settings.max_audio_seconds)):
+        decoded.append((index, label, value))
+    longest = pool.settings.max_audio_seconds if kind == "audio" else None
+    refusals = await too_long([value for _, _, value in decoded], longest)
+    items: list[Item] = []
+    positions: list[int] = []
+    for (index, label, value), reason in zip(decoded, refusals, strict=True):
+        if reason is not None:
             failed.append({"item": index, "reason": reason})
             continue
         items.append(Item(upload_source(label), value))

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from multiembed.serve.errors import ApiError, parse_json
-from multiembed.serve.inputs import audio_too_long, is_multipart, plan_for, read_form, values_for
+from multiembed.serve.inputs import is_multipart, plan_for, read_form, too_long, values_for
 from multiembed.serve.schemas import EmbeddingRequest, EmbeddingResponse, Health, ModelCard, ModelList
 
 if TYPE_CHECKING:
@@ -125,8 +125,9 @@ async def create_embeddings(request: Request) -> Response:
     plan = plan_for(encoder, served.name, parsed.modality, parsed.role, files is not None)
     values = files if files is not None else values_for(inputs, plan.media)
     if plan.media == "audio":
-        for index, value in enumerate(values):
-            if (reason := audio_too_long(value, pool.settings.max_audio_seconds)) is not None:
+        refusals = await too_long(values, pool.settings.max_audio_seconds)
+        for index, reason in enumerate(refusals):
+            if reason is not None:
                 raise ApiError(400, f"input[{index}]: {reason}", index)
     encoded = await unless_gone(request, served.batcher.encode(values, plan.role))
     vectors = np.asarray(encoded.outputs[encoded.specs[0].name], dtype="<f4")
