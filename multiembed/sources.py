@@ -218,7 +218,7 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
     """
     from multiembed.texts import binary_kind, encoding_of, not_valid_text
 
-    head = stream.read(8)
+    head = stream.read(16)
     kind = binary_kind(head)
     if kind is not None:  # one failed item for the whole file, and the run goes on
         yield Item(name, Refused(f"{kind}, not a text file of lines: give it with its own --modality"))
@@ -245,8 +245,9 @@ def read_lines(stream: IO[bytes], name: str) -> Iterator[Item]:
         for number, decoded in enumerate(text, start=1):
             if decoded.strip():
                 yield Item(f"{name}:{number}", decoded.rstrip("\r\n"))
-    except UnicodeDecodeError as error:  # the rest of the file is lost to the decoder: one failed item
-        yield Item(f"{name}:{number + 1}", Refused(not_valid_text(encoding, error.reason)))
+    except UnicodeDecodeError as error:  # the decoder reads ahead: the bad bytes are at or after this line
+        reason = f"{not_valid_text(encoding, error.reason)} at or after this line; the rest is not read"
+        yield Item(f"{name}:{number + 1}", Refused(reason))
 
 
 #: a line longer than this is reported, not held: it is read past in chunks (``LineTooLong``)

@@ -41,7 +41,6 @@ _SIGNATURES = (
     (b"OggS", "an Ogg file"),
     (b"ID3", "MP3 audio"),
     (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
-    (b"%PDF-", "a PDF document"),
     (b"PK\x03\x04", "a ZIP archive (or a .docx/.xlsx)"),
     (b"\x1f\x8b", "a gzip file"),
     (b"PAR1", "a Parquet file"),
@@ -50,13 +49,19 @@ _SIGNATURES = (
 _CONTROL = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D}
 
 
+#: a PDF's first line is its version alone ("%PDF-1.7"); a note that starts "%PDF-1.4 explained" is text
+_PDF = re.compile(rb"%PDF-\d\.\d[ \t]*[\r\n]")
+
+
 def binary_kind(head: bytes) -> str | None:
-    """What binary file ``head`` (a file's first 8 bytes) begins, if it begins one we know."""
+    """What binary file ``head`` (a file's first 16 bytes) begins, if it begins one we know."""
     control = any(byte in _CONTROL for byte in head)
     if head[4:8] == b"ftyp" and control:
         return "an MP4/MOV video (or other ISO media file)"
+    if _PDF.match(head):
+        return "a PDF document"
     for magic, kind in _SIGNATURES:
-        printable = all(0x20 <= byte < 0x7F for byte in magic) and magic != b"%PDF-"
+        printable = all(0x20 <= byte < 0x7F for byte in magic)
         if head.startswith(magic) and (control or not printable):
             return kind
     return None

@@ -131,19 +131,22 @@ def test_files_of_lines_that_are_not_text_fail_as_items_and_the_run_goes_on(tiny
     photo(1).save(tmp_path / "photo.png")  # given as text by mistake: one failure, not 40 "lines"
     (tmp_path / "broken16.txt").write_bytes("fine line\n".encode("utf-16") + b"\x00\xd8")  # cut off
     (tmp_path / "latin.txt").write_bytes("café\n".encode("latin-1"))
-    (tmp_path / "plain.txt").write_text("GIF8 is how a GIF starts\nRIFF raf\n")  # text, though
-    files = [str(tmp_path / name) for name in ("photo.png", "broken16.txt", "latin.txt", "plain.txt")]
+    (tmp_path / "plain.txt").write_text("GIF8 is how a GIF starts\nRIFF raf\n%PDF-1.4 explained\n")  # text
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")  # a PDF, as lines
+    names = ("photo.png", "broken16.txt", "latin.txt", "plain.txt", "notes.pdf")
+    files = [str(tmp_path / name) for name in names]
     out = tmp_path / "out.parquet"
     assert (
         main(["encode", "-m", "text", *files, "--model", str(tiny_models["mean"]), "-o", str(out), "-q"]) == 1
     )
     err = capsys.readouterr().err
     assert f"failed: {files[0]}: a PNG image, not a text file of lines" in err
-    assert f"failed: {files[1]}:2: not valid UTF-16 text" in err
+    assert f"failed: {files[1]}:2: not valid UTF-16 text" in err and "at or after this line" in err
+    assert f"failed: {files[4]}: a PDF document, not a text file of lines" in err
     assert f"failed: {files[2]}:1: not valid UTF-8 text (byte 3); convert it to UTF-8 first" in err
-    assert "embedded 3 of 6 items, 3 failed" in err
+    assert "embedded 4 of 8 items, 4 failed" in err
     sources = pq.read_table(out).column("source").to_pylist()
-    assert sources == [f"{files[1]}:1", f"{files[3]}:1", f"{files[3]}:2"]
+    assert sources == [f"{files[1]}:1", *(f"{files[3]}:{line}" for line in (1, 2, 3))]
 
 
 def test_a_file_name_that_is_not_utf8_is_recorded_escaped(tiny_models, tmp_path, capsys):
