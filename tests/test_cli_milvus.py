@@ -85,6 +85,18 @@ def _index_command(model, docs, uri):
             "--uri", uri, "-c", "docs", "--batch-size", "1", "-v", "-q"]  # fmt: skip
 
 
+def _index_until_stored(model, docs, uri: str) -> subprocess.Popen[str]:
+    """An ``index`` run in a subprocess, returned once it has stored its first rows (or after 240 s)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(_index_command(model, docs, uri), stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    deadline = time.monotonic() + 240
+    for line in process.stderr:
+        if line.startswith("stored") or time.monotonic() > deadline:
+            break
+    return process
+
+
 @pytest.mark.slow
 def test_killed_index_run_resumes_with_every_file_exactly_once(model, tmp_path):
     texts = [f"document number {n} about {'dogs' if n % 2 else 'bicycles'} and {n * 7}" for n in range(3000)]
@@ -92,13 +104,8 @@ def test_killed_index_run_resumes_with_every_file_exactly_once(model, tmp_path):
     write_docs(docs, texts)
     uri = str(tmp_path / "kill.db")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(_index_command(model, docs, uri), stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stderr is not None
-    deadline = time.monotonic() + 240
-    for line in process.stderr:  # wait until at least one batch is stored, then kill hard
-        if line.startswith("stored") or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGKILL)
+    process = _index_until_stored(model, docs, uri)
+    process.send_signal(signal.SIGKILL)  # kill hard
     process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
 
@@ -124,14 +131,9 @@ def test_ctrl_c_keeps_what_was_stored_and_says_how_to_go_on(model, tmp_path):
     docs = tmp_path / "docs"
     write_docs(docs, texts)
     uri = str(tmp_path / "interrupted.db")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(_index_command(model, docs, uri), stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stderr is not None
-    deadline = time.monotonic() + 240
-    for line in process.stderr:
-        if line.startswith("stored") or time.monotonic() > deadline:
-            break
+    process = _index_until_stored(model, docs, uri)
     process.send_signal(signal.SIGINT)
+    assert process.stderr is not None
     rest = process.stderr.read()
     assert process.wait(timeout=60) == 130, rest[-2000:]
     assert "multiembed: interrupted; what was stored stays" in rest
