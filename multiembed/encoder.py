@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 from multiembed.batching import budget_batches, windows
 from multiembed.device import DevicePolicy
 from multiembed.embeddings import Embeddings, ItemError
-from multiembed.errors import BackendError, ConfigError, InputError
+from multiembed.errors import BackendError, ConfigError
 from multiembed.failures import FailureWatch
 from multiembed.fast.core import FastHook
 from multiembed.isolation import embed_isolated
 from multiembed.models import ResolvedModel
-from multiembed.outputs import NON_FINITE, OutputSpec, is_finite_row, pymilvus_form, split_rows, stack_rows
+from multiembed.outputs import NON_FINITE, OutputSpec, is_finite_row, split_rows, stack_rows
 from multiembed.pooling import get_pooler, l2_normalize
+from multiembed.pymilvus_surface import PymilvusSurface
 from multiembed.sources import Item, Loaded, as_items
 from multiembed.workers import default_workers, load_in_process, load_in_workers
 
@@ -72,7 +73,7 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(json.dumps(value, default=str)))
 
 
-class Encoder(FastHook, ABC):
+class Encoder(FastHook, PymilvusSurface, ABC):
     """Base class of every modality's encoder; see the module docstring for the contract.
 
     ``exportable_core`` (the network a fast backend may run in place of ``forward``) and the
@@ -387,26 +388,3 @@ class Encoder(FastHook, ABC):
             )
         )
         return Embeddings.concat(parts, specs=self.outputs, **self._identity())
-
-    # ---- the pymilvus.model surface ------------------------------------------------------------
-    def _encode_strict(self, inputs: Iterable[Any], role: Role) -> Any:
-        result = self.encode(list(inputs), role=role, progress=False)
-        if result.errors:
-            first = result.errors[0]
-            raise InputError(first.reason, first.source)
-        surfaced = {spec.name: pymilvus_form(spec, result.outputs[spec.name]) for spec in self.outputs}
-        return surfaced[self.outputs[0].name] if len(self.outputs) == 1 else surfaced
-
-    def encode_documents(self, documents: Iterable[Any]) -> Any:
-        """As pymilvus.model does: a list of vectors (dense), a CSR array (sparse), a dict (several outputs).
-
-        Raises InputError naming the first bad item.
-        """
-        return self._encode_strict(documents, "document")
-
-    def encode_queries(self, queries: Iterable[Any]) -> Any:
-        """Like ``encode_documents``, with the model's query instruction/tower, if it has one."""
-        return self._encode_strict(queries, "query")
-
-    def __call__(self, inputs: Iterable[Any]) -> Any:
-        return self.encode_documents(inputs)
