@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from multiembed.errors import BackendError, InputError, MultiembedError
 from multiembed.failures import SystemicFailure
+from multiembed.serve.model_check import ModelCheck, bare
 from multiembed.workers import failure_reason
 
 if TYPE_CHECKING:
@@ -100,8 +101,6 @@ class _Job(_Waiter[Any]):
 
 
 _STOP = object()
-#: the largest input kept to check the model with (see ``Batcher._remember_good``)
-KNOWN_GOOD_MAX_BYTES = 256 * 1024
 
 
 class Batcher:
@@ -135,8 +134,8 @@ class Batcher:
         #: tasks taken from the queue while gathering a batch, to run after it (worker thread only)
         self._held: deque[Any] = deque()
         self._lock = threading.Lock()  # orders "still alive? then enqueue" against dying
-        #: per role, a small input embedded without error: what tells a broken model from bad inputs
-        self._known_good: dict[Role, Any] = {}
+        #: what tells a broken model from inputs that fail alike (see multiembed.serve.model_check)
+        self._model_check = ModelCheck()
         self._started = False
         self._thread = threading.Thread(target=self._run, name=f"multiembed-model-{name}", daemon=True)
 
@@ -302,7 +301,7 @@ class Batcher:
         except SystemicFailure as error:
             # Items failed alike. Only the model's fault if it fails on what it embedded before;
             # else the batch runs again with its items failing one by one, naming themselves.
-            self._check_model(_bare(error), batch[0].role)
+            self._check_model(bare(error), batch[0].role)
             result = self._encode(values, batch[0].role, stop_on_systemic=False)
         except BackendError:
             raise  # the model itself failed: the worker dies, naming why
@@ -321,7 +320,7 @@ class Batcher:
                 rows = slice(first, first + len(task.values))
                 outputs = {name: column[rows] for name, column in result.outputs.items()}
                 task.settle(Encoded(outputs, result.specs, result.ids[rows]))
-                self._remember_good(task)
+                self._model_check.remember(task.values, task.role)
             start = end
 
     def _encode(self, values: list[Any], role: Role, *, stop_on_systemic: bool) -> Any:
@@ -331,31 +330,11 @@ class Batcher:
             values, role=role, batch_size=batch_size, progress=False, stop_on_systemic=stop_on_systemic
         )
 
-    def _remember_good(self, task: _Encode) -> None:
-        """Keep the smallest input each role has embedded without error, to check the model with.
-
-        Smallest, and at most :data:`KNOWN_GOOD_MAX_BYTES`: the check must be cheap, and a client
-        must not be able to make every later check expensive with one large upload.
-        """
-        value = min(task.values, key=_input_size)
-        size = _input_size(value)
-        known = self._known_good.get(task.role)
-        if size <= KNOWN_GOOD_MAX_BYTES and (known is None or size < _input_size(known)):
-            self._known_good[task.role] = value
-
     def _check_model(self, error: SystemicFailure, role: Role) -> None:
-        """Raise ``error`` (the worker dies) unless the model still embeds a known-good input of ``role``.
-
-        A role that never worked has nothing to be checked with: its failure stands, as in a batch run.
-        """
-        known = self._known_good.get(role)
-        if known is None:
-            raise error
-        try:
-            working = not self._encode([known], role, stop_on_systemic=True).errors
-        except MultiembedError:
-            working = False
-        if not working:
+        """Raise ``error`` (the worker dies) unless the model still embeds a known-good input of ``role``."""
+        if not self._model_check.model_works(
+            lambda values: self._encode(values, role, stop_on_systemic=True), role
+        ):
             raise error
 
     def _run_job(self, job: _Job) -> None:
@@ -363,8 +342,8 @@ class Batcher:
         try:
             value = job.function(self.encoder)
         except SystemicFailure as error:  # e.g. items added to a collection, failing alike
-            reason = str(_bare(error))
-            self._check_model(_bare(error), "document")
+            reason = str(bare(error))
+            self._check_model(bare(error), "document")
             job.settle(error=InputError(f"this request's items fail alike: {reason.split(': ', 1)[-1]}"))
             return
         except Exception as error:  # the job's own failure (a bad query, a Milvus refusal): its caller's
@@ -390,18 +369,6 @@ class Batcher:
         for task in pending:
             if isinstance(task, _Waiter):
                 task.settle(error=WorkerDead(f"model {self.name!r} stopped: {reason}"))
-
-
-def _bare(error: SystemicFailure) -> SystemicFailure:
-    """``error`` without its traceback and the exception it arose from: those hold the failed forward
-    pass's frames, and on a GPU the memory it ran out of, while the model is checked."""
-    error.__context__ = error.__cause__ = None
-    return error.with_traceback(None)
-
-
-def _input_size(value: Any) -> int:
-    """How big an input is to hold and to embed again: its length for text and bytes."""
-    return len(value) if isinstance(value, (str, bytes, bytearray, memoryview)) else KNOWN_GOOD_MAX_BYTES + 1
 
 
 def _size(task: Any) -> int:
