@@ -342,9 +342,10 @@ class Batcher:
         try:
             value = job.function(self.encoder)
         except SystemicFailure as error:  # e.g. items added to a collection, failing alike
-            reason = str(bare(error))
-            self._check_model(bare(error), "document")
-            job.settle(error=InputError(f"this request's items fail alike: {reason.split(': ', 1)[-1]}"))
+            failure = bare(error)
+            self._check_model(failure, "document")
+            reason = str(failure).split(": ", 1)[-1]
+            job.settle(error=InputError(f"this request's items fail alike: {reason}"))
             return
         except Exception as error:  # the job's own failure (a bad query, a Milvus refusal): its caller's
             job.settle(error=error)
