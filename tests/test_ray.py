@@ -31,6 +31,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 from multiembed.ray import MilvusSink, embed_dataset  # noqa: E402
 from multiembed.ray.embed import FAILED_COLUMN, Layout, leave_out_stored, read_items  # noqa: E402
 from multiembed.ray.keys import StoredKeys  # noqa: E402
+from multiembed.ray.local import init_local  # noqa: E402
 from multiembed.ray.tables import STORED_COLUMN, Stored, to_embeddings, to_table  # noqa: E402
 
 BAD_TEXTS = ["", "   "]
@@ -49,7 +50,7 @@ LOCAL_CLUSTER = {
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray cluster for this module."""
-    ray.init(**LOCAL_CLUSTER)
+    init_local(**LOCAL_CLUSTER)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

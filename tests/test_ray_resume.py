@@ -29,6 +29,7 @@ from multiembed.milvus import MilvusStore
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'multiembed[ray]'")
 
+from multiembed.ray.local import init_local  # noqa: E402
 from tests.test_ray import LOCAL_CLUSTER  # noqa: E402
 
 #: the file (named in this environment variable) where the counting workers note each model batch
@@ -64,7 +65,7 @@ class CountingCluster:
         # The workers import this module for the hook, before Ray puts the driver's folder on their path.
         path = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
         env = {COUNT_FILE: str(self.file), "PYTHONPATH": path}
-        ray.init(
+        init_local(
             **LOCAL_CLUSTER, runtime_env={"worker_process_setup_hook": count_model_items, "env_vars": env}
         )
         self.started = True

@@ -61,7 +61,9 @@ def connect(address: str | None, verbose: bool = False) -> bool:
         if address:
             ray.init(address=address, logging_level=level, log_to_driver=verbose)
         else:
-            ray.init(
+            from multiembed.ray.local import init_local
+
+            init_local(
                 num_cpus=os.cpu_count() or 1,
                 include_dashboard=False,
                 logging_level=level,
