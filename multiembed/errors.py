@@ -45,3 +45,20 @@ class CollectionNotFoundError(MultiembedError):
             f"collection {collection!r} does not exist in {uri} (collections there: {there}); "
             "pass an encoder or modality= to create it"
         )
+
+
+def hidden_interrupt(error: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl+C that ``error`` was raised while handling, if any.
+
+    Cleanup that fails during a KeyboardInterrupt (a close, a rollback) raises an ordinary exception
+    that replaces the interrupt; caught as one item's failure, it would let the run carry on after
+    the user asked it to stop. Catch-alls ask this first and raise the interrupt instead.
+    """
+    seen: set[int] = set()
+    context = error.__context__
+    while context is not None and id(context) not in seen:
+        if isinstance(context, KeyboardInterrupt):
+            return context
+        seen.add(id(context))
+        context = context.__context__
+    return None

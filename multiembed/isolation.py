@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from multiembed.errors import BackendError, InputError
+from multiembed.errors import BackendError, InputError, hidden_interrupt
 from multiembed.failures import FailureWatch, is_device_failure
 from multiembed.workers import failure_reason
 
@@ -50,6 +50,8 @@ def embed_isolated(
         if device.type == "cuda":
             torch.cuda.empty_cache()
     except Exception as error:
+        if (interrupt := hidden_interrupt(error)) is not None:
+            raise interrupt from None
         if is_device_failure(error):
             raise BackendError(f"{device} failed: {error}") from None
         if isinstance(error, InputError) and len(raws) == 1:

@@ -103,10 +103,14 @@ def open_regular(path: Path) -> BinaryIO:
             raise InputError(f"not a regular file ({file_kind(mode)})")
         if hasattr(os, "set_blocking"):
             os.set_blocking(handle, True)
-        return os.fdopen(handle, "rb")
     except BaseException:
         os.close(handle)
         raise
+    # Outside the try: once the file object exists it owns the descriptor, and a Ctrl+C landing
+    # just after it was made would otherwise close the descriptor twice. The second close failed
+    # with EBADF, and that OSError replaced the KeyboardInterrupt: the run carried on with one
+    # "failed" item instead of stopping (or, with the number reused, closed another file).
+    return os.fdopen(handle, "rb")
 
 
 def read_bytes(path: Path, max_bytes: int | None = None) -> bytes:

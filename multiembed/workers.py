@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from multiembed.batching import windows
-from multiembed.errors import InputError
+from multiembed.errors import InputError, hidden_interrupt
 from multiembed.sources import Item, Refused
 
 T = TypeVar("T")
@@ -58,7 +58,9 @@ def attempt(load: Callable[[Any], T], value: Any) -> T | str:
         return value.reason
     try:
         return load(value)
-    except Exception as error:  # one bad item never stops the run
+    except Exception as error:  # one bad item never stops the run; a Ctrl+C does
+        if (interrupt := hidden_interrupt(error)) is not None:
+            raise interrupt from None
         return failure_reason(error)
 
 

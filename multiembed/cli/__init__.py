@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from multiembed.cli.common import EXIT_OK, EXIT_USAGE, UsageError
 from multiembed.cli.parser import build_parser
-from multiembed.errors import CollectionNotFoundError, MultiembedError
+from multiembed.errors import CollectionNotFoundError, MultiembedError, hidden_interrupt
 from multiembed.registry import import_failures, list_modalities
 
 
@@ -67,6 +67,11 @@ _RESUME_HINTS = {
 }
 
 
+def _interrupted(command: str) -> int:
+    print(f"multiembed: interrupted{_RESUME_HINTS.get(command, '')}", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -79,7 +84,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return _command(args.command)(args)
-    except CollectionNotFoundError as error:  # the command line's way to make one, not the API's
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
+    except Exception as error:
+        if hidden_interrupt(error) is not None:  # a cleanup that failed during Ctrl+C
+            return _interrupted(args.command)
+        return _report(error, args)
+
+
+def _report(error: Exception, args: argparse.Namespace) -> int:
+    """Say in one line why a command failed; the exit status for it."""
+    if isinstance(error, CollectionNotFoundError):  # the command line's way to make one, not the API's
         there = ", ".join(error.existing) or "none"
         print(
             f"multiembed: error: no collection {error.collection!r} in {getattr(args, 'uri', '?')} "
@@ -87,26 +102,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"`multiembed index INPUT --modality MODALITY --collection {error.collection}`",
             file=sys.stderr,
         )
-        return EXIT_USAGE
-    except (UsageError, MultiembedError) as error:
+    elif isinstance(error, (UsageError, MultiembedError)):
         print(f"multiembed: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"multiembed: interrupted{_RESUME_HINTS.get(args.command, '')}", file=sys.stderr)
-        return 130
-    except OSError as error:  # the disk is full, a folder is read-only, ...
+    elif isinstance(error, OSError):  # the disk is full, a folder is read-only, ...
         where = f": {error.filename}" if error.filename else ""
         print(f"multiembed: error: {error.strerror or error}{where}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as error:  # a bug of ours: one line, the traceback only when asked for
+    else:  # a bug of ours: one line, the traceback only when asked for
         if os.environ.get("MULTIEMBED_DEBUG"):
-            traceback.print_exc()
+            traceback.print_exception(error)
         print(
             f"multiembed: internal error: {type(error).__name__}: {error} "
             "(set MULTIEMBED_DEBUG=1 for the traceback, and please report it)",
             file=sys.stderr,
         )
-        return EXIT_USAGE
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":
