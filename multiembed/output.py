@@ -64,13 +64,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
     check_output_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    temporary = _new_file(target)
-    try:
+    temporary = ""
+    try:  # made inside the try: a Ctrl+C landing just after it must not leave it behind
+        temporary = _new_file(target)
         yield Path(temporary)
         os.replace(temporary, target)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        if temporary:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
     _remove_stale_temporaries(target, started)
 
 

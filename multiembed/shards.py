@@ -45,8 +45,11 @@ JOURNAL = "shards.jsonl"
 LOCK = ".lock"
 KIND = "multiembed-shards"
 _SHARD_NAME = re.compile(r"^part-(\d+)-(\d+)\.(parquet|npy|jsonl)$")
-#: what output.atomic_path leaves behind when its process is killed: ``.<target>.<hex>.tmp``
-_TEMPORARY = re.compile(r"^\.part-\d+-\d+\.(parquet|npy|jsonl)\.[0-9a-f]+\.tmp$")
+#: what output.atomic_path leaves behind when its process is killed: ``.<target>.<hex>.tmp``, for a
+#: shard, the manifest or the journal (a kill while either is rewritten must not lock the folder)
+_TEMPORARY = re.compile(
+    r"^\.(part-\d+-\d+\.(parquet|npy|jsonl)|manifest\.json|shards\.jsonl)\.[0-9a-f]+\.tmp$"
+)
 
 
 def shard_name(start: int, end: int, fmt: str) -> str:
