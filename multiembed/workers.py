@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -69,9 +70,16 @@ def load_in_process(load: Callable[[Any], T], items: Iterable[Item]) -> Iterator
         yield item, attempt(load, item.value)
 
 
+def _leave_quietly(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
+
+
 def _init_worker(load: Callable[[Any], Any]) -> None:
     global _worker_loader
     _worker_loader = load
+    # A terminal's Ctrl+C reaches the decoders too. The main process reports it; a decoder just
+    # goes (as it did), without printing multiprocessing's traceback of where it was waiting.
+    signal.signal(signal.SIGINT, _leave_quietly)
     import torch
 
     torch.set_num_threads(1)  # the main process owns the cores for the model

@@ -92,3 +92,39 @@ def test_only_interrupts_count_as_hidden():
             raise OSError("second") from None
     except OSError as error:
         assert hidden_interrupt(error) is None
+
+
+#: Decoding in worker processes, then a terminal's Ctrl+C: SIGINT to the whole process group.
+_GROUP_CTRL_C = """
+import os, signal, sys
+from multiembed.sources import as_items
+from multiembed.workers import load_in_workers
+
+def slow_length(value):
+    import time
+    time.sleep(0.05)
+    return len(value)
+
+try:
+    for number, (item, loaded) in enumerate(
+        load_in_workers(slow_length, as_items(["text"] * 400), workers=2, chunk_size=4)
+    ):
+        if number == 8:  # the workers are up and busy
+            os.killpg(os.getpgid(0), signal.SIGINT)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+print("not interrupted")
+"""
+
+
+def test_a_terminal_ctrl_c_stops_decoders_without_their_tracebacks():
+    done = subprocess.run(
+        [sys.executable, "-c", _GROUP_CTRL_C],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,  # a process group of its own, as a terminal gives a command
+    )
+    assert done.returncode == 130 and done.stdout.strip() == "interrupted", done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
