@@ -135,10 +135,12 @@ MAX_WORD_CHARS = 64 * 1024
 #: where a cut may fall: plain whitespace, which every tokenizer splits words at (not the Unicode
 #: separators some normalizers delete, joining the words around them)
 _SPACE = re.compile(r"[ \t\n\r]")
-#: letters and digits, less the CJK ideographs BERT's normalizer puts spaces around: a run of them is
-#: one word to BERT's pre-tokenizer, and stays one through its normalizer (lowercasing, accent stripping)
-_LETTERS = r"[^\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]"
-_NOT_LETTER = re.compile(r"[\W_\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+#: the CJK ideographs BERT's normalizer puts spaces around (a character class's ranges)
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+#: letters and digits, less those ideographs: a run of them is one word to BERT's pre-tokenizer, and
+#: stays one through its normalizer (lowercasing, accent stripping)
+_LETTERS = rf"[^\W_{_CJK}]"
+_NOT_LETTER = re.compile(rf"[\W_{_CJK}]")
 #: a run of letters and digits this long is one unknown word ([UNK]) to WordPiece (when it reads
 #: no word of 255 characters or more; see ``_unknown_word_keep``)
 _MIN_RUN = 512
